@@ -1,0 +1,32 @@
+//! corepool: the Node.js scaling recipe (a process per core, a worker pool for
+//! CPU-heavy work, a process manager, nginx in front) rebuilt on systemd.
+//!
+//! Each instance is one single-threaded tokio event loop serving hyper HTTP/1.1
+//! on a socket systemd passed it, with a fixed-size, bounded, low-priority
+//! thread pool for heavy jobs. Embed it with [`App`]:
+//!
+//! ```no_run
+//! use corepool::{App, http::{json, Ctx}};
+//! use corepool::http::ApiError;
+//! let app = App::with_config(Default::default())
+//!     .route(http::Method::GET, "/hello", |_req, ctx: Ctx| async move {
+//!         let timeout = ctx.config().pool.job_timeout;
+//!         let v = ctx.pool.run(timeout, |_cancel| 6 * 7).await.map_err(ApiError::from)?;
+//!         json(&serde_json::json!({ "answer": v }))
+//!     });
+//! app.run().unwrap();
+//! ```
+
+pub mod affinity;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod jobs;
+pub mod listen;
+pub mod logging;
+pub mod metrics;
+pub mod notify;
+pub mod pool;
+pub mod server;
+
+pub use server::{App, ServeError, State};

@@ -1,0 +1,212 @@
+//! Socket acquisition: take the listener systemd passed us (socket activation,
+//! `LISTEN_FDS`/`LISTEN_PID`), or bind `listen` ourselves when run by hand.
+//!
+//! Binding is only allowed when `LISTEN_FDS` is absent; a present but malformed
+//! `LISTEN_FDS` (or one meant for another process) is a startup error, because
+//! silently binding a different socket would hide a broken unit.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::os::unix::fs::FileTypeExt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// Where to listen when not socket-activated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl FromStr for ListenAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            if !path.starts_with('/') {
+                return Err(format!("`{s}`: unix socket path must be absolute"));
+            }
+            return Ok(ListenAddr::Unix(path.into()));
+        }
+        s.parse::<SocketAddr>()
+            .map(ListenAddr::Tcp)
+            .map_err(|_| format!("`{s}` is neither HOST:PORT (e.g. 127.0.0.1:3000, [::1]:3000) nor unix:/path"))
+    }
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenAddr::Tcp(a) => write!(f, "{a}"),
+            ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// A listening socket, not yet registered with the runtime.
+#[derive(Debug)]
+pub enum StdListener {
+    Tcp(std::net::TcpListener),
+    Unix(std::os::unix::net::UnixListener),
+}
+
+/// A listening socket registered with tokio.
+#[derive(Debug)]
+pub enum Listener {
+    Tcp(tokio::net::TcpListener),
+    Unix(tokio::net::UnixListener),
+}
+
+/// The listener and how we got it.
+#[derive(Debug)]
+pub struct Acquired {
+    pub listener: StdListener,
+    /// True when systemd passed the socket.
+    pub activated: bool,
+    /// Human description, e.g. `unix:/run/corepool/0.sock (systemd)`.
+    pub describe: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error("LISTEN_FDS={0:?} is not a positive number of sockets")]
+    BadFds(String),
+    #[error("LISTEN_PID={0:?} is not a process id")]
+    BadPid(String),
+    #[error("LISTEN_FDS is set for process {expected}, not for this one ({actual})")]
+    WrongPid { expected: u32, actual: u32 },
+    #[error("socket from systemd (fd 3) is neither a TCP nor a unix stream listener: {0}")]
+    NotAListener(std::io::Error),
+    #[error("cannot bind {addr}: {source}")]
+    Bind { addr: ListenAddr, source: std::io::Error },
+    #[error("cannot bind {0}: another process is listening there")]
+    InUse(ListenAddr),
+}
+
+/// Takes the socket systemd passed, or binds `fallback` if there is none.
+pub fn acquire(fallback: &ListenAddr) -> Result<Acquired, ListenError> {
+    acquire_from(std::env::var("LISTEN_FDS").ok(), std::env::var("LISTEN_PID").ok(), fallback)
+}
+
+fn acquire_from(fds: Option<String>, pid: Option<String>, fallback: &ListenAddr) -> Result<Acquired, ListenError> {
+    let Some(fds) = fds else {
+        return bind(fallback).map(|listener| Acquired { listener, activated: false, describe: fallback.to_string() });
+    };
+    let count: u32 = fds.trim().parse().ok().filter(|&n| n >= 1).ok_or_else(|| ListenError::BadFds(fds.clone()))?;
+    if let Some(pid) = pid.filter(|p| !p.is_empty()) {
+        let expected: u32 = pid.trim().parse().map_err(|_| ListenError::BadPid(pid.clone()))?;
+        let actual = std::process::id();
+        if expected != actual {
+            return Err(ListenError::WrongPid { expected, actual });
+        }
+    }
+    if count > 1 {
+        tracing::warn!(count, "systemd passed {count} sockets; serving the first (fd 3)");
+    }
+    let mut fds = listenfd::ListenFd::from_env();
+    // Try TCP first; a unix socket makes that fail without consuming the fd.
+    let listener = match fds.take_tcp_listener(0) {
+        Ok(Some(l)) => StdListener::Tcp(l),
+        _ => match fds.take_unix_listener(0) {
+            Ok(Some(l)) => StdListener::Unix(l),
+            Ok(None) => return Err(ListenError::NotAListener(std::io::Error::other("fd 3 already taken"))),
+            Err(e) => return Err(ListenError::NotAListener(e)),
+        },
+    };
+    let describe = match &listener {
+        StdListener::Tcp(l) => format!("{} (systemd)", l.local_addr().map(|a| a.to_string()).unwrap_or_default()),
+        StdListener::Unix(l) => format!(
+            "unix:{} (systemd)",
+            l.local_addr().ok().and_then(|a| a.as_pathname().map(|p| p.display().to_string())).unwrap_or_default()
+        ),
+    };
+    Ok(Acquired { listener, activated: true, describe })
+}
+
+fn bind(addr: &ListenAddr) -> Result<StdListener, ListenError> {
+    let err = |source| ListenError::Bind { addr: addr.clone(), source };
+    match addr {
+        ListenAddr::Tcp(sa) => {
+            use socket2::{Domain, Socket, Type};
+            let sock = Socket::new(Domain::for_address(*sa), Type::STREAM, None).map_err(err)?;
+            sock.set_reuse_address(true).map_err(err)?;
+            sock.bind(&(*sa).into()).map_err(err)?;
+            // A deep backlog: connections wait there while we are at max_connections.
+            sock.listen(4096).map_err(err)?;
+            Ok(StdListener::Tcp(sock.into()))
+        }
+        ListenAddr::Unix(path) => {
+            if let Ok(meta) = std::fs::symlink_metadata(path) {
+                if !meta.file_type().is_socket() {
+                    return Err(err(std::io::Error::new(std::io::ErrorKind::AlreadyExists, "path exists and is not a socket")));
+                }
+                if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                    return Err(ListenError::InUse(addr.clone()));
+                }
+                // Stale socket from a previous run.
+                std::fs::remove_file(path).map_err(err)?;
+            }
+            std::os::unix::net::UnixListener::bind(path).map(StdListener::Unix).map_err(err)
+        }
+    }
+}
+
+impl StdListener {
+    /// Registers the socket with the current tokio runtime.
+    pub fn into_tokio(self) -> std::io::Result<Listener> {
+        Ok(match self {
+            StdListener::Tcp(l) => {
+                l.set_nonblocking(true)?;
+                Listener::Tcp(tokio::net::TcpListener::from_std(l)?)
+            }
+            StdListener::Unix(l) => {
+                l.set_nonblocking(true)?;
+                Listener::Unix(tokio::net::UnixListener::from_std(l)?)
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_addresses() {
+        assert_eq!("127.0.0.1:3000".parse::<ListenAddr>().unwrap(), ListenAddr::Tcp("127.0.0.1:3000".parse().unwrap()));
+        assert_eq!("unix:/run/x.sock".parse::<ListenAddr>().unwrap(), ListenAddr::Unix("/run/x.sock".into()));
+        assert!("unix:rel.sock".parse::<ListenAddr>().is_err());
+        assert!("localhost".parse::<ListenAddr>().is_err());
+    }
+
+    #[test]
+    fn malformed_listen_fds_is_an_error_not_a_bind() {
+        let addr: ListenAddr = "127.0.0.1:0".parse().unwrap();
+        for bad in ["", "x", "0", "-1"] {
+            let e = acquire_from(Some(bad.into()), None, &addr).unwrap_err();
+            assert!(matches!(e, ListenError::BadFds(_)), "{bad}: {e}");
+        }
+        let e = acquire_from(Some("1".into()), Some("nope".into()), &addr).unwrap_err();
+        assert!(matches!(e, ListenError::BadPid(_)));
+        let e = acquire_from(Some("1".into()), Some("1".into()), &addr).unwrap_err();
+        assert!(matches!(e, ListenError::WrongPid { expected: 1, .. }), "{e}");
+    }
+
+    #[test]
+    fn binds_when_not_activated() {
+        let a = acquire_from(None, None, &"127.0.0.1:0".parse().unwrap()).unwrap();
+        assert!(!a.activated);
+        assert!(matches!(a.listener, StdListener::Tcp(_)));
+    }
+
+    #[test]
+    fn unix_bind_replaces_stale_socket_but_not_live_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let addr = ListenAddr::Unix(path.clone());
+        let live = bind(&addr).unwrap();
+        assert!(matches!(bind(&addr), Err(ListenError::InUse(_))));
+        drop(live); // the file stays behind, stale
+        assert!(path.exists());
+        bind(&addr).unwrap();
+    }
+}

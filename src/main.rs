@@ -1,0 +1,79 @@
+//! The `corepool` binary: parses the command line and hands over to the library.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Parser;
+use corepool::cli::{Cli, Command, ConfigCommand, LogFormatArg, ServeArgs};
+use corepool::config::{self, ConfigError, Override, Source};
+
+/// Exit status for configuration errors (sysexits EX_CONFIG); the unit's
+/// RestartPreventExitStatus= stops systemd from restarting into the same error.
+const EX_CONFIG: u8 = 78;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("corepool: {e:#}");
+            if e.downcast_ref::<ConfigError>().is_some() {
+                ExitCode::from(EX_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn source(cli_path: Option<std::path::PathBuf>) -> Source {
+    match cli_path {
+        Some(path) => Source { path, required: true },
+        None => Source::default_path(),
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command.unwrap_or(Command::Serve(cli.serve)) {
+        Command::Serve(args) => serve(source(cli.config), args),
+        Command::Config(ConfigCommand::Check { path }) => {
+            let loaded = config::load(&source(path.or(cli.config)), &config::env_overrides(std::env::vars()))?;
+            eprintln!(
+                "configuration OK ({})",
+                loaded.file.map(|f| f.display().to_string()).unwrap_or_else(|| "built-in defaults".into())
+            );
+            print!("{}", toml::to_string(&loaded.config)?);
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Show) => {
+            let loaded = config::load(&source(cli.config), &config::env_overrides(std::env::vars()))?;
+            print!("{}", toml::to_string(&loaded.config)?);
+            Ok(())
+        }
+    }
+}
+
+fn serve(source: Source, args: ServeArgs) -> Result<()> {
+    let mut overrides = config::env_overrides(std::env::vars());
+    let flag = |key: &str, value: String, origin: &str| Override { key: key.into(), value, origin: origin.into() };
+    if let Some(l) = args.listen {
+        overrides.push(flag("listen", format!("{l:?}"), "--listen"));
+    }
+    if let Some(i) = args.instance {
+        overrides.push(flag("instance", i.to_string(), "--instance"));
+    }
+    if let Some(f) = args.log_format {
+        let name = match f {
+            LogFormatArg::Auto => "auto",
+            LogFormatArg::Human => "human",
+            LogFormatArg::Journal => "journal",
+            LogFormatArg::Json => "json",
+        };
+        overrides.push(flag("log.format", format!("{name:?}"), "--log-format"));
+    }
+    for s in &args.set {
+        overrides.push(Override::parse_flag(s).map_err(anyhow::Error::msg)?);
+    }
+    corepool::App::load(source, overrides)?.run()?;
+    Ok(())
+}
