@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// corepool: one socket-activated HTTP instance per CPU core, a fixed thread
 /// pool for heavy work, systemd as the process manager and nginx in front.
 #[derive(Debug, Parser)]
-#[command(name = "corepool", version, about, long_about = None, propagate_version = true, args_conflicts_with_subcommands = true)]
+#[command(name = "corepool", version, about, long_about = None, propagate_version = true)]
 pub struct Cli {
     /// Configuration file [default: /etc/corepool/corepool.toml, built-in defaults if absent]
     #[arg(long, short = 'c', global = true, env = "COREPOOL_CONFIG", value_name = "PATH")]
@@ -32,7 +32,7 @@ pub enum Command {
     Config(ConfigCommand),
 }
 
-#[derive(Debug, Args, Default, Clone)]
+#[derive(Debug, Args, Default, Clone, PartialEq)]
 pub struct ServeArgs {
     /// Address to bind when not socket-activated: HOST:PORT or unix:/path [default: 127.0.0.1:3000]
     #[arg(long, short = 'l', value_name = "ADDR")]
@@ -48,7 +48,7 @@ pub struct ServeArgs {
     pub log_format: Option<LogFormatArg>,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
 pub enum LogFormatArg {
     Auto,
     Human,

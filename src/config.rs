@@ -225,8 +225,8 @@ impl Source {
 /// A configuration that failed to load.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{path}: cannot read: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: cannot read: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
     #[error("{path}:{line}: {key}: {msg}")]
     File { path: PathBuf, line: usize, key: String, msg: String },
     #[error("{origin}: {key}: {msg}")]
@@ -245,7 +245,7 @@ pub fn load(source: &Source, overrides: &[Override]) -> Result<Loaded, ConfigErr
     let text = match std::fs::read_to_string(&source.path) {
         Ok(t) => Some(t),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !source.required => None,
-        Err(e) => return Err(ConfigError::Read { path: source.path.clone(), source: e }),
+        Err(e) => return Err(ConfigError::Read { path: source.path.clone(), error: e }),
     };
     let file_err = |text: &str, span: Option<Range<usize>>, key: Option<String>, msg: String| {
         let offset = span.map(|s| s.start).unwrap_or(0);
@@ -381,9 +381,12 @@ fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
 }
 
+/// Called with (dotted path, key span, value span); returns true to stop.
+type Visit<'a> = &'a mut dyn FnMut(&str, Option<Range<usize>>, Option<Range<usize>>) -> bool;
+
 /// Walks a parsed document's key/value pairs with their dotted paths.
-fn walk(text: &str, f: &mut dyn FnMut(&str, Option<Range<usize>>, Option<Range<usize>>) -> bool) {
-    fn table(prefix: &str, items: Vec<(&toml_edit::Key, &toml_edit::Item)>, f: &mut dyn FnMut(&str, Option<Range<usize>>, Option<Range<usize>>) -> bool) -> bool {
+fn walk(text: &str, f: Visit<'_>) {
+    fn table(prefix: &str, items: Vec<(&toml_edit::Key, &toml_edit::Item)>, f: Visit<'_>) -> bool {
         for (k, item) in items {
             let path = if prefix.is_empty() { k.get().to_string() } else { format!("{prefix}.{}", k.get()) };
             let stop = match item {

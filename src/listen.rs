@@ -76,8 +76,8 @@ pub enum ListenError {
     WrongPid { expected: u32, actual: u32 },
     #[error("socket from systemd (fd 3) is neither a TCP nor a unix stream listener: {0}")]
     NotAListener(std::io::Error),
-    #[error("cannot bind {addr}: {source}")]
-    Bind { addr: ListenAddr, source: std::io::Error },
+    #[error("cannot bind {addr}: {error}")]
+    Bind { addr: ListenAddr, error: std::io::Error },
     #[error("cannot bind {0}: another process is listening there")]
     InUse(ListenAddr),
 }
@@ -89,7 +89,12 @@ pub fn acquire(fallback: &ListenAddr) -> Result<Acquired, ListenError> {
 
 fn acquire_from(fds: Option<String>, pid: Option<String>, fallback: &ListenAddr) -> Result<Acquired, ListenError> {
     let Some(fds) = fds else {
-        return bind(fallback).map(|listener| Acquired { listener, activated: false, describe: fallback.to_string() });
+        let listener = bind(fallback)?;
+        let describe = match &listener {
+            StdListener::Tcp(l) => l.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| fallback.to_string()),
+            StdListener::Unix(_) => fallback.to_string(),
+        };
+        return Ok(Acquired { listener, activated: false, describe });
     };
     let count: u32 = fds.trim().parse().ok().filter(|&n| n >= 1).ok_or_else(|| ListenError::BadFds(fds.clone()))?;
     if let Some(pid) = pid.filter(|p| !p.is_empty()) {
@@ -123,7 +128,7 @@ fn acquire_from(fds: Option<String>, pid: Option<String>, fallback: &ListenAddr)
 }
 
 fn bind(addr: &ListenAddr) -> Result<StdListener, ListenError> {
-    let err = |source| ListenError::Bind { addr: addr.clone(), source };
+    let err = |error| ListenError::Bind { addr: addr.clone(), error };
     match addr {
         ListenAddr::Tcp(sa) => {
             use socket2::{Domain, Socket, Type};

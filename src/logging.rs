@@ -13,10 +13,12 @@ use tracing_subscriber::{reload, EnvFilter, Layer};
 
 use crate::config::{LogConfig, LogFormat};
 
+type SetLevel = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
 /// Keeps the log writer alive and lets SIGHUP change the level.
 pub struct LogHandle {
     _guard: Option<tracing_appender::non_blocking::WorkerGuard>,
-    set_level: Option<Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>>,
+    set_level: Option<SetLevel>,
 }
 
 impl LogHandle {

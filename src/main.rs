@@ -34,7 +34,15 @@ fn source(cli_path: Option<std::path::PathBuf>) -> Source {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    match cli.command.unwrap_or(Command::Serve(cli.serve)) {
+    let command = match cli.command {
+        None => Command::Serve(cli.serve),
+        Some(Command::Serve(args)) => Command::Serve(merge(cli.serve, args)),
+        Some(_) if cli.serve != ServeArgs::default() => {
+            anyhow::bail!("--listen/--instance/--set/--log-format belong to `serve`, not to this command")
+        }
+        Some(c) => c,
+    };
+    match command {
         Command::Serve(args) => serve(source(cli.config), args),
         Command::Config(ConfigCommand::Check { path }) => {
             let loaded = config::load(&source(path.or(cli.config)), &config::env_overrides(std::env::vars()))?;
@@ -50,6 +58,16 @@ fn run(cli: Cli) -> Result<()> {
             print!("{}", toml::to_string(&loaded.config)?);
             Ok(())
         }
+    }
+}
+
+/// Serve options given before `serve` and after it: the later ones win.
+fn merge(before: ServeArgs, after: ServeArgs) -> ServeArgs {
+    ServeArgs {
+        listen: after.listen.or(before.listen),
+        instance: after.instance.or(before.instance),
+        set: before.set.into_iter().chain(after.set).collect(),
+        log_format: after.log_format.or(before.log_format),
     }
 }
 

@@ -1,0 +1,212 @@
+//! systemd protocols for real, without systemd as PID 1: socket activation
+//! through `systemd-socket-activate` (exec on first connection, LISTEN_FDS=1,
+//! LISTEN_PID=own pid), and sd_notify against a datagram socket we bind.
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::Signal;
+
+fn socket_activate(listen: &str, extra: &[&str]) -> (std::process::Child, mpsc::Receiver<String>) {
+    let tool = "/usr/bin/systemd-socket-activate";
+    assert!(std::path::Path::new(tool).exists(), "{tool} is required (package systemd); .ci/run installs it");
+    let mut child = Command::new(tool)
+        .args(["-l", listen, "--", BIN, "--log-format", "human"])
+        .args(extra)
+        .env_remove("LISTEN_FDS")
+        .env_remove("NOTIFY_SOCKET")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = pipe_lines(child.stdout.take().unwrap());
+    let _ = pipe_lines(child.stderr.take().unwrap());
+    (child, log)
+}
+
+fn comm(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_string()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn unix_socket_activation_starts_on_first_connection() {
+    let dir = tempdir();
+    let sock = dir.path().join("0.sock");
+    let fallback = format!("127.0.0.1:{}", free_port());
+    let (mut child, log) = socket_activate(sock.to_str().unwrap(), &["--instance", "4", "--listen", &fallback]);
+    wait_for("socket file", || sock.exists());
+    std::thread::sleep(Duration::from_millis(100));
+    assert_ne!(comm(child.id()), "corepool", "not started before the first connection");
+
+    let addr = format!("unix:{}", sock.display());
+    let r = http(&addr, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_eq!(r.status, 200);
+    let j = r.json();
+    assert_eq!(j["instance"], 4);
+    assert_eq!(j["pid"], child.id(), "the activated process itself answered");
+    assert_eq!(comm(child.id()), "corepool");
+    let started = log.iter().find(|l| l.contains("serving on")).unwrap();
+    assert!(started.contains("(systemd)"), "{started}");
+    // The fallback address was not bound: the socket came from the activator.
+    assert!(std::net::TcpStream::connect(&fallback).is_err());
+    for _ in 0..20 {
+        assert_eq!(http(&addr, "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").status, 200);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn tcp_socket_activation() {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let (mut child, _log) = socket_activate(&addr, &[]);
+    wait_for("tcp listener", || std::net::TcpStream::connect(&addr).is_ok());
+    let r = http(&addr, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["pid"], child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn malformed_listen_fds_is_a_startup_error() {
+    for (fds, pid, needle) in [
+        ("abc", None, "LISTEN_FDS=\"abc\" is not a positive number"),
+        ("0", None, "LISTEN_FDS=\"0\""),
+        ("1", Some("1"), "LISTEN_FDS is set for process 1"),
+        // fd 3 is not a socket at all.
+        ("1", Some(""), "neither a TCP nor a unix stream listener"),
+    ] {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--listen", "127.0.0.1:0"]).env("LISTEN_FDS", fds).env_remove("LISTEN_PID");
+        if let Some(p) = pid {
+            cmd.env("LISTEN_PID", p);
+        }
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{fds}: {err}");
+        assert!(err.contains(needle), "{fds}: {err}");
+    }
+}
+
+/// Collects sd_notify datagrams with their arrival time.
+fn notify_listener(path: &std::path::Path) -> mpsc::Receiver<(Instant, String)> {
+    let sock = UnixDatagram::bind(path).unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = sock.recv(&mut buf) {
+            for line in String::from_utf8_lossy(&buf[..n]).lines() {
+                if tx.send((Instant::now(), line.to_string())).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
+
+fn next_matching(rx: &mpsc::Receiver<(Instant, String)>, prefix: &str) -> (Instant, String) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let m = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).unwrap_or_else(|_| panic!("no {prefix} message"));
+        if m.1.starts_with(prefix) {
+            return m;
+        }
+    }
+}
+
+/// Messages received during `window` from now (older ones are discarded).
+fn collect(rx: &mpsc::Receiver<(Instant, String)>, window: Duration) -> Vec<String> {
+    let start = Instant::now();
+    let until = start + window;
+    while rx.try_recv().is_ok() {}
+    let mut out = Vec::new();
+    while let Ok((at, m)) = rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+        if at >= start {
+            out.push(m);
+        }
+    }
+    out
+}
+
+#[test]
+fn notify_ready_status_watchdog_and_stopping() {
+    let dir = tempdir();
+    let nsock = dir.path().join("notify.sock");
+    let rx = notify_listener(&nsock);
+    let mut s = Server::start_with(
+        &["debug.endpoints=true", "pool.job_timeout=\"300ms\"", "shutdown_timeout=\"1s\""],
+        &[("NOTIFY_SOCKET", nsock.to_str().unwrap()), ("WATCHDOG_USEC", "400000")],
+    );
+    next_matching(&rx, "READY=1");
+    // READY means accepting.
+    assert_eq!(s.get("/healthz").status, 200);
+    let (_, status) = next_matching(&rx, "STATUS=");
+    assert!(status.contains("req/s") || status.contains("serving on"), "{status}");
+    let (_, status) = next_matching(&rx, "STATUS=");
+    assert!(status.contains("req/s, pool 0/1 busy, 0/64 queued"), "{status}");
+    let pings = collect(&rx, Duration::from_secs(1)).iter().filter(|m| *m == "WATCHDOG=1").count();
+    assert!(pings >= 3, "healthy instance pings every 200ms, got {pings} in 1s");
+
+    // Wedge the pool with a job that ignores its cancel flag: the client gets
+    // 504 at the deadline, and once the job has run for 2 × job_timeout the
+    // pings stop so systemd would restart us.
+    let addr = s.addr.clone();
+    let wedge = std::thread::spawn(move || {
+        http(&addr, "POST /debug/wedge?ms=3000 HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+    });
+    assert_eq!(wedge.join().unwrap().status, 504);
+    std::thread::sleep(Duration::from_millis(600));
+    let during = collect(&rx, Duration::from_millis(1200));
+    assert!(!during.iter().any(|m| m == "WATCHDOG=1"), "pings must stop while the pool is wedged: {during:?}");
+    // The job ends, the pool is healthy again, the pings resume.
+    next_matching(&rx, "WATCHDOG=1");
+
+    // A blocked event loop cannot ping either.
+    let addr = s.addr.clone();
+    let block = std::thread::spawn(move || {
+        http(&addr, "POST /debug/block?ms=1500 HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let during = collect(&rx, Duration::from_millis(900));
+    assert!(!during.iter().any(|m| m == "WATCHDOG=1"), "no pings from a blocked loop: {during:?}");
+    assert_eq!(block.join().unwrap().status, 200);
+    next_matching(&rx, "WATCHDOG=1");
+
+    s.signal(Signal::SIGTERM);
+    next_matching(&rx, "STOPPING=1");
+    assert_eq!(s.wait_exit(), Some(0));
+}
+
+#[test]
+fn embedding_example_serves_its_own_routes() {
+    let exe = std::path::Path::new(BIN).parent().unwrap().join("examples/embed");
+    assert!(exe.exists(), "{} missing: cargo test builds examples", exe.display());
+    let mut cmd = Command::new(exe);
+    cmd.env("COREPOOL_LISTEN", "127.0.0.1:0").env("COREPOOL_LOG_FORMAT", "human").env("COREPOOL_CONFIG", "/nonexistent");
+    let s = Server::spawn(cmd);
+    assert_eq!(s.get("/hello").json()["hello"], "world");
+    assert_eq!(s.get("/v1/fib?n=20").json()["fib"], 6765);
+    assert_eq!(s.get("/v1/fib?n=61").status, 400);
+    // Built-ins come for free.
+    assert_eq!(s.get("/healthz").status, 200);
+    assert!(s.get("/metrics").body.contains(r#"route="/v1/fib",status="200"} 1"#));
+}
