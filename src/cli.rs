@@ -27,9 +27,78 @@ pub enum Command {
     /// Serve HTTP (the default when no command is given). Takes the socket from
     /// systemd when socket-activated, otherwise binds --listen.
     Serve(ServeArgs),
+    /// Enable N instances (or `max`: one per CPU) as socket-activated units,
+    /// start them, wait until each is ready, and point nginx at them.
+    Enable {
+        /// Number of instances, or `max`
+        count: String,
+        /// Don't start the instances now: each starts on its first connection
+        #[arg(long)]
+        lazy: bool,
+    },
+    /// Stop and disable every instance.
+    Disable,
+    /// Change the number of running instances live (nginx follows).
+    Scale {
+        /// Number of instances, or `max`
+        count: String,
+    },
+    /// Rolling restart: one instance at a time, each back to READY before the
+    /// next; the sockets stay open so no request is refused (like `pm2 reload`).
+    Reload {
+        /// Only this instance
+        #[arg(long, short = 'i', value_name = "N")]
+        instance: Option<u32>,
+    },
+    /// Restart every instance at once (not rolling).
+    Restart,
+    /// One row per instance: unit state, pid, CPU, uptime, restarts, memory,
+    /// CPU time, requests, req/s, pool (like `pm2 ls`).
+    Status {
+        /// Machine-readable output
+        #[arg(long)]
+        json: bool,
+    },
+    /// The nginx site in front of the instances.
+    #[command(subcommand)]
+    Nginx(NginxCommand),
+    /// Obtain a certificate with certbot (webroot) and switch the site to HTTPS.
+    Https {
+        /// Domain names; the first names the certificate
+        #[arg(required = true, value_name = "DOMAIN")]
+        domains: Vec<String>,
+        /// Contact address for the ACME account
+        #[arg(long, short = 'm')]
+        email: Option<String>,
+        /// Use the CA's staging environment
+        #[arg(long)]
+        staging: bool,
+        /// ACME directory URL of another CA
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
+        /// Send Strict-Transport-Security (only once HTTPS is known to work)
+        #[arg(long)]
+        hsts: bool,
+    },
     /// Validate or show the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print a shell completion script.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    #[command(hide = true)]
+    Man,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NginxCommand {
+    /// Enable the corepool site (disabling Debian's default site), check, reload.
+    Enable,
+    /// Regenerate the upstream from the enabled instances, check, reload.
+    Sync,
 }
 
 #[derive(Debug, Args, Default, Clone, PartialEq)]

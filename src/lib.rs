@@ -17,16 +17,20 @@
 //! app.run().unwrap();
 //! ```
 
+pub mod admin;
 pub mod affinity;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod http;
 pub mod jobs;
 pub mod listen;
 pub mod logging;
 pub mod metrics;
+pub mod nginx;
 pub mod notify;
 pub mod pool;
 pub mod server;
+pub mod units;
 
 pub use server::{App, ServeError, State};

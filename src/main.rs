@@ -4,7 +4,9 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Parser;
-use corepool::cli::{Cli, Command, ConfigCommand, LogFormatArg, ServeArgs};
+use clap::CommandFactory;
+use corepool::admin::{self, Count, HttpsOptions};
+use corepool::cli::{Cli, Command, ConfigCommand, LogFormatArg, NginxCommand, ServeArgs};
 use corepool::config::{self, ConfigError, Override, Source};
 
 /// Exit status for configuration errors (sysexits EX_CONFIG); the unit's
@@ -42,8 +44,33 @@ fn run(cli: Cli) -> Result<()> {
         }
         Some(c) => c,
     };
+    let out = &mut std::io::stdout();
+    let count = |s: &str| s.parse::<Count>().map_err(anyhow::Error::msg);
     match command {
         Command::Serve(args) => serve(source(cli.config), args),
+        Command::Enable { count: c, lazy } => Ok(admin::enable(count(&c)?, lazy, out)?),
+        Command::Disable => Ok(admin::disable(out)?),
+        Command::Scale { count: c } => Ok(admin::scale(count(&c)?, out)?),
+        Command::Reload { instance } => Ok(admin::reload(instance, out)?),
+        Command::Restart => Ok(admin::restart(out)?),
+        Command::Status { json } => Ok(admin::status(json, out)?),
+        Command::Nginx(NginxCommand::Enable) => Ok(admin::nginx_enable(out)?),
+        Command::Nginx(NginxCommand::Sync) => {
+            corepool::units::require_root("nginx sync")?;
+            corepool::nginx::sync(&corepool::units::enabled()?)?;
+            Ok(())
+        }
+        Command::Https { domains, email, staging, server, hsts } => {
+            Ok(admin::https(&HttpsOptions { domains, email, staging, server, hsts }, out)?)
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "corepool", out);
+            Ok(())
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command()).section("8").render(out)?;
+            Ok(())
+        }
         Command::Config(ConfigCommand::Check { path }) => {
             let loaded = config::load(&source(path.or(cli.config)), &config::env_overrides(std::env::vars()))?;
             eprintln!(
