@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# Booted-systemd container harness for the system tests (sourced by tests/system/run).
+#
+# A Debian bookworm rootfs is built once with debootstrap and cached; each test
+# run copies it, boots it with systemd-nspawn (real systemd as the container's
+# PID 1, private network), and runs commands inside with nsenter. Containers
+# are powered off and removed on exit, also on failure.
+
+CACHE=${COREPOOL_TEST_CACHE:-/var/cache/corepool-test}
+WORK=${COREPOOL_TEST_WORK:-/var/tmp/corepool-system}
+MIRROR=${COREPOOL_TEST_MIRROR:-http://deb.debian.org/debian}
+# In the rootfs from the start: what a minimal Debian server has.
+BASE_INCLUDE="systemd,systemd-sysv,dbus,curl,ca-certificates,procps,iproute2,util-linux"
+# Test tools, installed after debootstrap (python packages fail in --include):
+# certbot and the local ACME server pebble; openssl for certificates.
+BASE_EXTRA="certbot pebble openssl python3"
+BASE_KEY=$(printf '%s|%s|v1' "$BASE_INCLUDE" "$BASE_EXTRA" | sha256sum | cut -c1-12)
+BASE="$CACHE/bookworm-$BASE_KEY"
+
+# Container state lives in files ($STATE/NAME.pid: its systemd, $STATE/NAME.nspawn-pid:
+# systemd-nspawn), so tests running in subshells (a reboot) keep it current.
+# (Not DIR.nspawn beside the rootfs: nspawn reads that as a settings file.)
+STATE="$WORK/state"
+ct_pid() { cat "$STATE/$1.pid" 2>/dev/null || true; }
+
+log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
+die() { log "FATAL: $*"; exit 1; }
+
+# Builds the cached rootfs if it is not there yet.
+ensure_base() {
+    if [[ -f $BASE/.complete ]]; then
+        return
+    fi
+    mkdir -p "$CACHE"
+    local tmp="$BASE.tmp"
+    rm -rf "$tmp"
+    log "building rootfs $BASE (debootstrap, about a minute)"
+    debootstrap --variant=minbase --include="$BASE_INCLUDE" bookworm "$tmp" "$MIRROR" >"$CACHE/debootstrap.log" 2>&1 ||
+        die "debootstrap failed; see $CACHE/debootstrap.log"
+    # shellcheck disable=SC2086
+    systemd-nspawn -q -D "$tmp" --register=no --keep-unit \
+        sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $BASE_EXTRA >/dev/null" ||
+        die "installing test tools into the rootfs failed"
+    # Nothing of the host's leaks in; the containers have no network to resolve with anyway.
+    touch "$tmp/.complete"
+    mv "$tmp" "$BASE"
+}
+
+# ct_create NAME [DEB...]: a fresh copy of the rootfs, with the given .debs in
+# /var/tmp and their dependencies downloaded (the container itself is offline).
+ct_create() {
+    local name=$1
+    shift
+    local dir="$WORK/$name"
+    rm -rf "$dir"
+    mkdir -p "$WORK"
+    cp -a --reflink=auto "$BASE" "$dir"
+    local deb
+    for deb in "$@"; do
+        cp "$deb" "$dir/var/tmp/"
+    done
+    if (($#)); then
+        # Not booted, host network: fetch what `apt install ./corepool.deb` will want.
+        systemd-nspawn -q -D "$dir" --register=no --keep-unit \
+            sh -c "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --download-only /var/tmp/$(basename "$1") >/dev/null" ||
+            die "downloading the package's dependencies failed"
+    fi
+}
+
+# ct_boot NAME: boots the container and waits for systemd to finish starting.
+ct_boot() {
+    local name=$1 dir="$WORK/$1"
+    systemd-nspawn -D "$dir" --register=no --keep-unit -b --console=passive --private-network \
+        -M "$name" >"$WORK/$name.console" 2>&1 &
+    local nspawn=$!
+    mkdir -p "$STATE"
+    echo "$nspawn" >"$STATE/$name.nspawn-pid"
+    local pid="" i
+    for ((i = 0; i < 300; i++)); do
+        pid=$(pgrep -P "$nspawn" -x systemd || true)
+        [[ -n $pid ]] && break
+        kill -0 "$nspawn" 2>/dev/null || die "systemd-nspawn exited; console: $(tail -n 20 "$WORK/$name.console")"
+        sleep 0.1
+    done
+    [[ -n $pid && $pid != 0 ]] || die "container $name: no systemd process appeared"
+    echo "$pid" >"$STATE/$name.pid"
+    # Until its bus is up, systemctl inside answers nothing: ask again.
+    local state="" deadline=$((SECONDS + 120))
+    while ((SECONDS < deadline)); do
+        state=$(timeout 60 nsenter -t "$pid" -a systemctl is-system-running --wait 2>/dev/null || true)
+        [[ $state == running || $state == degraded ]] && break
+        kill -0 "$nspawn" 2>/dev/null || break
+        sleep 0.2
+    done
+    case $state in
+        running | degraded) ;;
+        *) die "container $name did not boot (state: '$state'); console: $(tail -n 20 "$WORK/$name.console")" ;;
+    esac
+    if [[ $state == degraded ]]; then
+        log "container $name is degraded: $(ct "$name" systemctl --failed --no-legend --plain | tr '\n' ' ')"
+    fi
+}
+
+# ct NAME CMD...: runs a command inside the container.
+ct() {
+    local name=$1
+    shift
+    local pid
+    pid=$(ct_pid "$name")
+    [[ -n $pid && $pid != 0 ]] || die "container $name is not running"
+    nsenter -t "$pid" -a -- "$@"
+}
+
+# ct_sh NAME SCRIPT: runs a bash script inside the container.
+ct_sh() {
+    ct "$1" bash -c "set -euo pipefail; $2"
+}
+
+# ct_poweroff NAME: clean shutdown, bounded; killed if it hangs.
+ct_poweroff() {
+    local name=$1
+    local nspawn
+    nspawn=$(cat "$STATE/$name.nspawn-pid" 2>/dev/null || true)
+    [[ -n $nspawn && $nspawn != 0 ]] || return 0
+    if kill -0 "$nspawn" 2>/dev/null; then
+        ct "$name" systemctl poweroff --no-block >/dev/null 2>&1 || true
+        local i
+        for ((i = 0; i < 300; i++)); do
+            kill -0 "$nspawn" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$nspawn" 2>/dev/null; then
+            log "container $name did not power off; killing it"
+            kill -9 "$nspawn" 2>/dev/null || true
+        fi
+    fi
+    # Reap it if it is our child, never with a bare `wait` (that would wait for every container).
+    wait "$nspawn" 2>/dev/null || true
+    rm -f "$STATE/$name.nspawn-pid" "$STATE/$name.pid"
+}
+
+ct_destroy_all() {
+    local f
+    for f in "$STATE"/*.nspawn-pid; do
+        [[ -e $f ]] && ct_poweroff "$(basename "$f" .nspawn-pid)"
+    done
+    if [[ -z ${COREPOOL_TEST_KEEP:-} ]]; then
+        rm -rf "$WORK"
+    fi
+}
+
+# ---- assertions and bookkeeping ----
+
+PASSED=0
+FAILED=0
+FAILED_NAMES=()
+RESULTS_FILE=${COREPOOL_TEST_RESULTS:-$WORK.results}
+
+# run_test NAME FUNCTION: runs one test in a subshell with errexit; a failure
+# is recorded and the run goes on.
+run_test() {
+    local name=$1 fn=$2
+    log "--- $name"
+    local start=$SECONDS
+    # Not as an `if` condition: errexit is ignored there, even inside the subshell.
+    local rc=0
+    set +e
+    (
+        set -euo pipefail
+        "$fn"
+    )
+    rc=$?
+    set -e
+    if ((rc == 0)); then
+        PASSED=$((PASSED + 1))
+        log "ok   $name ($((SECONDS - start))s)"
+    else
+        FAILED=$((FAILED + 1))
+        FAILED_NAMES+=("$name")
+        log "FAIL $name ($((SECONDS - start))s)"
+    fi
+}
+
+# fail MESSAGE: fails the current test.
+fail() {
+    log "assertion failed: $*"
+    return 1
+}
+
+# expect_eq ACTUAL EXPECTED WHAT
+expect_eq() {
+    [[ $1 == "$2" ]] || fail "$3: got '$1', expected '$2'"
+}
+
+# record KEY VALUE: a measured figure, printed at the end and kept in $RESULTS_FILE.
+record() {
+    printf '%s=%s\n' "$1" "$2" >>"$RESULTS_FILE"
+    log "measured: $1 = $2"
+}
+
+# load NAME COUNT PARALLEL URL [CURL ARGS...]: bounded load from inside the
+# container; prints "<total> <failed> <max_time_s>" (failed = any status but 200).
+load() {
+    local name=$1 count=$2 par=$3 url=$4
+    shift 4
+    ct "$name" curl -s --no-progress-meter -o /dev/null --max-time 30 -w '%{http_code} %{time_total}\n' \
+        --parallel --parallel-max "$par" "$@" "$url?load=[1-$count]" 2>/dev/null |
+        awk '{ n++; if ($1 != "200") f++; if ($2 > m) m = $2 } END { printf "%d %d %.3f\n", n, f + 0, m + 0 }'
+}
+
+# ms_since START_NS: milliseconds since a `date +%s%N` reading.
+ms_since() {
+    echo $((($(date +%s%N) - $1) / 1000000))
+}
