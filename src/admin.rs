@@ -254,6 +254,22 @@ fn num(m: &std::collections::HashMap<String, String>, k: &str) -> Option<u64> {
     m.get(k).and_then(|v| v.parse().ok()).filter(|&v| v != u64::MAX)
 }
 
+/// RSS and CPU time of a process from /proc, for hosts without cgroup accounting.
+fn proc_usage(pid: u32) -> (Option<u64>, Option<u64>) {
+    let rss = std::fs::read_to_string(format!("/proc/{pid}/status")).ok().and_then(|s| {
+        s.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok()).map(|kb| kb * 1024)
+    });
+    let cpu = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| {
+        // Fields after the ")" that ends the command name; utime and stime are the 12th and 13th.
+        let rest = s.rsplit_once(')')?.1;
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+        let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100) as u64;
+        Some(ticks * 1000 / hz.max(1))
+    });
+    (rss, cpu)
+}
+
 fn monotonic_usec() -> u64 {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
         .map(|t| t.tv_sec() as u64 * 1_000_000 + t.tv_nsec() as u64 / 1000)
@@ -302,6 +318,14 @@ pub fn collect() -> Result<Vec<Row>, AdminError> {
             }
         })
         .collect();
+    // Without cgroup accounting (some containers), fall back to the main process's RSS and CPU time.
+    for r in rows.iter_mut().filter(|r| r.service.starts_with("active/") && (r.memory_bytes.is_none() || r.cpu_time_ms.is_none())) {
+        if let Some(pid) = r.pid {
+            let (rss, cpu) = proc_usage(pid);
+            r.memory_bytes = r.memory_bytes.or(rss);
+            r.cpu_time_ms = r.cpu_time_ms.or(cpu);
+        }
+    }
     // Ask running instances for their own view, in parallel, with a hard timeout;
     // never connect to a stopped one (that would start it).
     std::thread::scope(|s| {

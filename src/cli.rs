@@ -59,6 +59,21 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Live full-screen view: req/s sparklines, p99, pool, memory, restarts
+    /// (like `pm2 monit`); `q` quits. Prints `status` when not on a terminal.
+    Top,
+    /// The instances' journal, each line tagged with its instance (like `pm2 logs`).
+    Logs {
+        /// Instance number, or `all`
+        #[arg(default_value = "all", value_name = "INSTANCE|all")]
+        which: String,
+        /// Number of past lines to show
+        #[arg(long, short = 'n', default_value_t = 50)]
+        lines: usize,
+        /// Keep following new lines
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
     /// The nginx site in front of the instances.
     #[command(subcommand)]
     Nginx(NginxCommand),

@@ -26,11 +26,13 @@ pub mod http;
 pub mod jobs;
 pub mod listen;
 pub mod logging;
+pub mod logs;
 pub mod metrics;
 pub mod nginx;
 pub mod notify;
 pub mod pool;
 pub mod server;
+pub mod top;
 pub mod units;
 
 pub use server::{App, ServeError, State};

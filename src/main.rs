@@ -54,6 +54,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Reload { instance } => Ok(admin::reload(instance, out)?),
         Command::Restart => Ok(admin::restart(out)?),
         Command::Status { json } => Ok(admin::status(json, out)?),
+        Command::Top => Ok(corepool::top::run(out)?),
+        Command::Logs { which, lines, follow } => {
+            let which = which.parse().map_err(anyhow::Error::msg)?;
+            Ok(corepool::logs::run(which, lines, follow, out)?)
+        }
         Command::Nginx(NginxCommand::Enable) => Ok(admin::nginx_enable(out)?),
         Command::Nginx(NginxCommand::Sync) => {
             corepool::units::require_root("nginx sync")?;
