@@ -45,9 +45,12 @@ pub fn render_upstream(instances: &[u32]) -> String {
     );
     let list: Vec<u32> = if instances.is_empty() { vec![0] } else { instances.to_vec() };
     for i in list {
-        // A restarting instance still accepts (systemd holds the socket); a failed
-        // one is skipped for a few seconds after 3 errors.
-        s.push_str(&format!("    server unix:{} max_fails=3 fail_timeout=5s;\n", units::socket_path(i).display()));
+        // max_fails=0: never mark a local instance down. systemd holds its socket,
+        // so a restarting instance still accepts; the errors a restart does cause
+        // (writes to keep-alive connections the old process just closed) are
+        // retried on another instance per request (proxy_next_upstream), and
+        // counting them would take instances out during a rolling reload.
+        s.push_str(&format!("    server unix:{} max_fails=0;\n", units::socket_path(i).display()));
     }
     s.push_str("    keepalive 64;\n    keepalive_requests 10000;\n    keepalive_timeout 60s;\n}\n");
     s
@@ -166,7 +169,7 @@ mod tests {
     fn upstream_lists_every_instance_with_keepalive() {
         let u = render_upstream(&[0, 1]);
         assert!(u.contains("least_conn;"));
-        assert!(u.contains("server unix:/run/corepool/0.sock max_fails=3 fail_timeout=5s;"));
+        assert!(u.contains("server unix:/run/corepool/0.sock max_fails=0;"));
         assert!(u.contains("server unix:/run/corepool/1.sock"));
         assert!(u.contains("keepalive 64;"));
         assert!(render_upstream(&[]).contains("/run/corepool/0.sock"));

@@ -199,13 +199,15 @@ record() {
 }
 
 # load NAME COUNT PARALLEL URL [CURL ARGS...]: bounded load from inside the
-# container; prints "<total> <failed> <max_time_s>" (failed = any status but 200).
+# container; prints "<total> <failed> <max_time_s> [<status>:<count>...]"
+# (failed = any status but 200; curl's 000 is a connection failure).
 load() {
     local name=$1 count=$2 par=$3 url=$4
     shift 4
     ct "$name" curl -s --no-progress-meter -o /dev/null --max-time 30 -w '%{http_code} %{time_total}\n' \
         --parallel --parallel-max "$par" "$@" "$url?load=[1-$count]" 2>/dev/null |
-        awk '{ n++; if ($1 != "200") f++; if ($2 > m) m = $2 } END { printf "%d %d %.3f\n", n, f + 0, m + 0 }'
+        awk '{ n++; if ($1 != "200") { f++; c[$1]++ } if ($2 > m) m = $2 }
+             END { printf "%d %d %.3f", n, f + 0, m + 0; for (k in c) printf " %s:%d", k, c[k]; printf "\n" }'
 }
 
 # ms_since START_NS: milliseconds since a `date +%s%N` reading.
