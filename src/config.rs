@@ -74,10 +74,19 @@ pub struct PoolConfig {
     pub job_timeout: Duration,
     /// Nice value of pool threads (0..19), so the event loop wins the CPU.
     pub nice: i32,
-    /// Run pool threads under SCHED_BATCH.
-    pub batch: bool,
+    /// Scheduling policy of pool threads: `idle` (SCHED_IDLE: the event loop
+    /// preempts them the moment it wakes), `batch` (SCHED_BATCH) or `normal`.
+    pub sched: PoolSched,
     /// Pin pool threads to the event loop's CPU (when `pin` is on).
     pub pin: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolSched {
+    Idle,
+    Batch,
+    Normal,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -164,7 +173,7 @@ impl Default for PoolConfig {
             queue: 64,
             job_timeout: Duration::from_secs(10),
             nice: 10,
-            batch: true,
+            sched: PoolSched::Idle,
             pin: true,
         }
     }

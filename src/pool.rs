@@ -27,8 +27,8 @@ use prometheus_client::metrics::gauge::Gauge;
 pub struct ThreadSettings {
     /// Nice value (0..19) applied to each pool thread.
     pub nice: i32,
-    /// Use SCHED_BATCH.
-    pub batch: bool,
+    /// Scheduling policy of pool threads.
+    pub sched: crate::config::PoolSched,
     /// CPUs the pool threads may run on (None: leave as inherited).
     pub cpus: Option<Vec<usize>>,
 }
@@ -131,10 +131,15 @@ fn configure_thread(s: &ThreadSettings) {
     let tid = nix::unistd::gettid().as_raw();
     // SAFETY: plain syscalls on the calling thread.
     unsafe {
-        if s.batch {
+        let policy = match s.sched {
+            crate::config::PoolSched::Idle => Some(libc::SCHED_IDLE),
+            crate::config::PoolSched::Batch => Some(libc::SCHED_BATCH),
+            crate::config::PoolSched::Normal => None,
+        };
+        if let Some(policy) = policy {
             let param = libc::sched_param { sched_priority: 0 };
-            if libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) != 0 {
-                tracing::warn!(error = %std::io::Error::last_os_error(), "pool thread: SCHED_BATCH refused");
+            if libc::sched_setscheduler(0, policy, &param) != 0 {
+                tracing::warn!(error = %std::io::Error::last_os_error(), ?s.sched, "pool thread: scheduling policy refused");
             }
         }
         if s.nice != 0 && libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, s.nice) != 0 {
@@ -335,7 +340,7 @@ mod tests {
     use super::*;
 
     fn pool(threads: usize, queue: usize) -> Pool {
-        Pool::new(PoolSettings { threads, queue, thread: ThreadSettings { nice: 0, batch: false, cpus: None } })
+        Pool::new(PoolSettings { threads, queue, thread: ThreadSettings { nice: 0, sched: crate::config::PoolSched::Normal, cpus: None } })
     }
 
     fn rt() -> tokio::runtime::Runtime {

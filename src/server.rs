@@ -145,7 +145,7 @@ impl App {
         let pool = Pool::new(PoolSettings {
             threads: cfg.pool.threads,
             queue: cfg.pool.queue,
-            thread: ThreadSettings { nice: cfg.pool.nice, batch: cfg.pool.batch, cpus: pool_cpus },
+            thread: ThreadSettings { nice: cfg.pool.nice, sched: cfg.pool.sched, cpus: pool_cpus },
         });
         let metrics = Metrics::new(pool.stats(), cfg.instance);
         let state = Arc::new(State {
@@ -302,7 +302,7 @@ fn keep_fixed(old: &Config, mut new: Config) -> Config {
     fixed!(pool.threads);
     fixed!(pool.queue);
     fixed!(pool.nice);
-    fixed!(pool.batch);
+    fixed!(pool.sched);
     fixed!(pool.pin);
     fixed!(http.max_connections);
     fixed!(http.h2c);
