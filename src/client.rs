@@ -17,24 +17,21 @@ pub enum ClientError {
 pub fn get(addr: &str, path: &str, timeout: Duration) -> Result<(u16, String), ClientError> {
     let io = |error| ClientError::Io { addr: addr.to_string(), error };
     let request = format!("GET {path} HTTP/1.1\r\nHost: corepool\r\nUser-Agent: corepool-cli\r\nConnection: close\r\n\r\n");
-    let mut raw = Vec::new();
-    if let Some(path) = addr.strip_prefix("unix:") {
-        let mut s = std::os::unix::net::UnixStream::connect(path).map_err(io)?;
+    let raw = if let Some(path) = addr.strip_prefix("unix:") {
+        let s = std::os::unix::net::UnixStream::connect(path).map_err(io)?;
         s.set_read_timeout(Some(timeout)).map_err(io)?;
         s.set_write_timeout(Some(timeout)).map_err(io)?;
-        s.write_all(request.as_bytes()).map_err(io)?;
-        s.read_to_end(&mut raw).map_err(io)?;
+        exchange(s, request.as_bytes()).map_err(io)?
     } else {
         let sa = std::net::ToSocketAddrs::to_socket_addrs(addr)
             .map_err(io)?
             .next()
             .ok_or_else(|| io(std::io::Error::other("no address")))?;
-        let mut s = std::net::TcpStream::connect_timeout(&sa, timeout).map_err(io)?;
+        let s = std::net::TcpStream::connect_timeout(&sa, timeout).map_err(io)?;
         s.set_read_timeout(Some(timeout)).map_err(io)?;
         s.set_write_timeout(Some(timeout)).map_err(io)?;
-        s.write_all(request.as_bytes()).map_err(io)?;
-        s.read_to_end(&mut raw).map_err(io)?;
-    }
+        exchange(s, request.as_bytes()).map_err(io)?
+    };
     let text = String::from_utf8_lossy(&raw);
     let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| ClientError::Malformed { addr: addr.into() })?;
     let status = head
@@ -43,6 +40,14 @@ pub fn get(addr: &str, path: &str, timeout: Duration) -> Result<(u16, String), C
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| ClientError::Malformed { addr: addr.into() })?;
     Ok((status, body.to_string()))
+}
+
+/// Sends the request and reads until the server closes (`Connection: close`).
+fn exchange(mut s: impl Read + Write, request: &[u8]) -> std::io::Result<Vec<u8>> {
+    s.write_all(request)?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    Ok(raw)
 }
 
 /// Parses Prometheus text into (series, value) pairs, series with labels as written.

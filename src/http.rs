@@ -239,7 +239,6 @@ pub fn builtin(debug: bool) -> Router {
 #[derive(Serialize)]
 struct PoolView {
     threads: usize,
-    live_threads: usize,
     busy: usize,
     queued: usize,
     capacity: usize,
@@ -275,7 +274,6 @@ async fn index(_req: Request<Incoming>, ctx: Ctx) -> HandlerResult {
         requests: ctx.metrics.total_requests(),
         pool: PoolView {
             threads: p.threads(),
-            live_threads: p.live_threads(),
             busy: p.busy(),
             queued: p.queued(),
             capacity: p.capacity(),

@@ -123,9 +123,8 @@ pub fn pipe_lines(r: impl Read + Send + 'static) -> mpsc::Receiver<String> {
     std::thread::spawn(move || {
         for line in BufReader::new(r).lines().map_while(Result::ok) {
             eprintln!("[corepool] {line}");
-            if tx.send(line).is_err() {
-                // Keep draining so the child never blocks on a full pipe.
-            }
+            // Keep draining even when nobody listens, so the child never blocks on a full pipe.
+            let _ = tx.send(line);
         }
     });
     rx
