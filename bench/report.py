@@ -167,7 +167,7 @@ def main(path):
                 series[f"{SHORT[st]}, {lab}"] = [(p, us / 1000) for p, us in cdf if p >= 50]
     if series:
         svg.line_chart(DOCS / "bench-latency-cdf.svg", "L and M: light GET / latency by percentile (through nginx)",
-                       "percentile", "latency ms (log)",
+                       "100 − percentile (log): 50 = median, 1 = p99, 0.01 = p99.99, leftmost = max", "latency ms (log)",
                        {k: [(100 - p if p < 100 else 0.001, v) for p, v in pts] for k, pts in series.items()},
                        logx=True, logy=True, xticks=[50, 10, 1, 0.1, 0.01])
         w("![latency CDF](bench-latency-cdf.svg)\n")
