@@ -198,14 +198,26 @@ record() {
     log "measured: $1 = $2"
 }
 
+# on NAME CMD...: runs CMD inside container NAME, or here when NAME is "host".
+on() {
+    if [[ $1 == host ]]; then
+        shift
+        "$@"
+    else
+        ct "$@"
+    fi
+}
+
 # load NAME COUNT PARALLEL URL [CURL ARGS...]: bounded load from inside the
-# container; prints "<total> <failed> <max_time_s> [<status>:<count>...]"
-# (failed = any status but 200; curl's 000 is a connection failure).
+# container (or from this host: NAME "host"); prints "<total> <failed>
+# <max_time_s> [<status>:<count>...]" (failed = any status but 200; curl's 000
+# is a connection failure). URL may carry a query already.
 load() {
-    local name=$1 count=$2 par=$3 url=$4
+    local name=$1 count=$2 par=$3 url=$4 sep='?'
     shift 4
-    ct "$name" curl -s --no-progress-meter -o /dev/null --max-time 30 -w '%{http_code} %{time_total}\n' \
-        --parallel --parallel-max "$par" "$@" "$url?load=[1-$count]" 2>/dev/null |
+    [[ $url == *\?* ]] && sep='&'
+    on "$name" curl -s --no-progress-meter -o /dev/null --max-time 30 -w '%{http_code} %{time_total}\n' \
+        --parallel --parallel-max "$par" "$@" "$url${sep}load=[1-$count]" 2>/dev/null |
         awk '{ n++; if ($1 != "200") { f++; c[$1]++ } if ($2 > m) m = $2 }
              END { printf "%d %d %.3f", n, f + 0, m + 0; for (k in c) printf " %s:%d", k, c[k]; printf "\n" }'
 }
