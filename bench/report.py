@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Turns a bench/results/*.json run into docs/benchmarks.md and its plots
-(docs/bench-*.svg).
+(docs/bench-*.svg; the request timeline from the spans file the run kept).
 
 Every figure is the median of the run's repetitions, with the spread
 (min-max) beside it; ratios are computed from those medians. Nothing here is
@@ -9,6 +9,7 @@ typed in by hand: rerun bench/run to refresh it.
 
 import json
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 
@@ -173,6 +174,44 @@ def main(path):
         w("![latency CDF](bench-latency-cdf.svg)\n")
         w("(x axis: 100 − percentile, log: 50 is the median, 1 is p99, 0.1 is p99.9, 0.01 is p99.99; "
           "the median-p99 run of each kind.)\n")
+
+    mh = {st: pick("mixed_heavy", st, "rps") for st in STACKS}
+    if any(mh.values()):
+        w("Heavy work during M: tasks/s of the 8 heavy connections while the light load ran "
+          "(through nginx), against the same stack's heavy throughput alone (H).\n")
+        w("| stack | heavy tasks/s alone | heavy tasks/s during M | ratio |")
+        w("|---|---|---|---|")
+        for st in STACKS:
+            if mh[st]:
+                w(f"| {LABEL[st]} | {hvals[st]:.1f} | {med(mh[st]):.1f} ({spread(mh[st], lambda v: f'{v:.1f}')}) | "
+                  f"{med(mh[st]) / hvals[st]:.2f} |")
+        w("")
+
+    # ---- request timeline ----
+    tl = [x for x in s if x["kind"] == "timeline"]
+    if tl and Path(tl[0]["kept"]).exists():
+        t = tl[0]
+        subprocess.run([sys.executable, str(Path(__file__).resolve().parent / "timeline.py"), t["kept"],
+                        "--svg", str(DOCS / "bench-timeline.svg"),
+                        "--title", "corepool: M through nginx, 2 instances x 1 pool thread"],
+                       check=True, stdout=subprocess.DEVNULL)
+        sm = t["summary"]
+        w("## Request timeline (corepool, M through nginx)\n")
+        w("Two instances recording per-request spans (`debug.spans`): 8 heavy connections from the "
+          "start, 16 light connections joining after a second. The picture is the "
+          f"{sm['window_ms']:g} ms around the light load's onset, drawn by `bench/timeline.py` from "
+          f"`{t['kept']}` (that window's spans; {sm['recorded_spans']:,} were recorded in all).\n")
+        w("![request timeline](bench-timeline.svg)\n")
+        jd = sm.get("jobs_done") or {}
+        w("| | value |")
+        w("|---|---|")
+        if jd:
+            w(f"| heavy jobs finished per second, before the light load | {jd['before_light_per_s']} |")
+            w(f"| heavy jobs finished per second, while it ran | {jd['during_light_per_s']} |")
+        for inst, v in sm["instances"].items():
+            w(f"| instance {inst}: light responses in the window / longest gap between two (ms) | "
+              f"{v['light_requests']:,} / {v['longest_light_gap_ms']} |")
+        w("")
 
     # ---- R / K ----
     rk = [x for x in s if x["kind"] in ("reload", "kill9")]

@@ -129,11 +129,22 @@ pub struct LogConfig {
     pub access: bool,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DebugConfig {
     /// Enable `/debug/*` fault-injection endpoints. Never in production.
     pub endpoints: bool,
+    /// Record per-request spans and write them at shutdown to
+    /// `DIR/spans-<instance>-<pid>.jsonl` (see `trace`). Off when empty.
+    pub spans: std::path::PathBuf,
+    /// Most spans kept in memory; later requests are counted, not kept.
+    pub max_spans: usize,
+}
+
+impl Default for DebugConfig {
+    fn default() -> Self {
+        DebugConfig { endpoints: false, spans: Default::default(), max_spans: 1_000_000 }
+    }
 }
 
 impl Default for Config {

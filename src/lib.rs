@@ -33,6 +33,7 @@ pub mod notify;
 pub mod pool;
 pub mod server;
 pub mod top;
+pub mod trace;
 pub mod units;
 
 pub use server::{App, ServeError, State};

@@ -8,14 +8,14 @@
 //!   a running one is told to stop ([`Cancel`]) and its result discarded;
 //! * a job whose requester went away (client disconnect) is cancelled the same way;
 //! * a panicking job fails only its own request; the thread survives;
-//! * pool threads run at lower priority (nice, SCHED_BATCH) than the event loop;
+//! * pool threads run at lower priority (SCHED_IDLE by default, `pool.sched`) than the event loop;
 //! * [`Pool::stalled`] reports a job stuck far past its deadline, so the
 //!   watchdog can stop pinging and systemd restarts the instance.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -110,6 +110,8 @@ pub struct Pool {
     /// Start time of each running job, keyed by job id: for stall detection.
     running: Arc<Mutex<HashMap<u64, Instant>>>,
     next_id: AtomicU64,
+    /// Hands out pool thread numbers (for span recording).
+    thread_numbers: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -120,14 +122,18 @@ impl std::fmt::Debug for Pool {
 
 thread_local! {
     static CONFIGURED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// This pool thread's number (0-based, in the order threads took their first job).
+    static THREAD_NO: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-/// Applies priority and affinity to the current pool thread, once per thread
-/// (threads respawned by threadpool are configured on their first job too).
-fn configure_thread(s: &ThreadSettings) {
+/// Applies priority and affinity to the current pool thread and numbers it,
+/// once per thread (threads respawned by threadpool are configured on their
+/// first job too).
+fn configure_thread(s: &ThreadSettings, numbers: &AtomicUsize) {
     if CONFIGURED.with(|c| c.replace(true)) {
         return;
     }
+    THREAD_NO.with(|n| n.set(numbers.fetch_add(1, Ordering::Relaxed)));
     let tid = nix::unistd::gettid().as_raw();
     // SAFETY: plain syscalls on the calling thread.
     unsafe {
@@ -175,6 +181,7 @@ impl Pool {
             thread: Arc::new(settings.thread),
             running: Arc::new(Mutex::new(HashMap::new())),
             next_id: AtomicU64::new(0),
+            thread_numbers: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -261,10 +268,16 @@ impl Pool {
         let running = self.running.clone();
         let thread = self.thread.clone();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let numbers = self.thread_numbers.clone();
+        // Span recording (debug.spans): queued now, started/finished on the thread.
+        let marks = crate::trace::current_job();
+        if let Some((clock, m)) = &marks {
+            m.queued(clock);
+        }
 
         let task = move || {
             stats.queued.dec();
-            configure_thread(&thread);
+            configure_thread(&thread, &numbers);
             // Dropped unrun: the requester is gone or the deadline passed while queued.
             if cancel.is_cancelled() {
                 let _ = tx.send(Err(abandoned(&stats, &cancel.state, timeout)));
@@ -274,7 +287,13 @@ impl Pool {
             if let Ok(mut r) = running.lock() {
                 r.insert(id, Instant::now());
             }
+            if let Some((clock, m)) = &marks {
+                m.started(clock, THREAD_NO.with(|n| n.get()));
+            }
             let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| job(&cancel)));
+            if let Some((clock, m)) = &marks {
+                m.finished(clock);
+            }
             if let Ok(mut r) = running.lock() {
                 r.remove(&id);
             }

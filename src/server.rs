@@ -42,6 +42,8 @@ pub struct State {
     pub started: Instant,
     shutting_down: AtomicBool,
     next_request: AtomicU64,
+    /// Per-request span recorder (`debug.spans`), fixed at start.
+    pub spans: Option<crate::trace::Recorder>,
 }
 
 impl std::fmt::Debug for State {
@@ -158,6 +160,8 @@ impl App {
             started: Instant::now(),
             shutting_down: AtomicBool::new(false),
             next_request: AtomicU64::new(0),
+            spans: (!cfg.debug.spans.as_os_str().is_empty())
+                .then(|| crate::trace::Recorder::new(&cfg.debug.spans, cfg.instance, cfg.debug.max_spans)),
         });
         if let Some(f) = &self.loaded.file {
             tracing::info!("configuration from {}", f.display());
@@ -254,6 +258,12 @@ impl Server {
         let conns_done = tokio::time::timeout(cfg.shutdown_timeout, graceful.shutdown()).await.is_ok();
         let pool_done = self.state.pool.drain(deadline.saturating_duration_since(Instant::now())).await;
         monitor.abort();
+        if let Some(rec) = &self.state.spans {
+            match rec.write() {
+                Ok(path) => tracing::info!("request spans written to {}", path.display()),
+                Err(e) => tracing::error!(error = %e, "could not write request spans"),
+            }
+        }
         if conns_done && pool_done {
             tracing::info!("stopped cleanly after {} requests", self.state.metrics.total_requests());
         } else {
@@ -310,6 +320,8 @@ fn keep_fixed(old: &Config, mut new: Config) -> Config {
     fixed!(http.max_header_bytes);
     fixed!(log.format);
     fixed!(debug.endpoints);
+    fixed!(debug.spans);
+    fixed!(debug.max_spans);
     new
 }
 
@@ -349,7 +361,10 @@ async fn handle(state: Arc<State>, router: Router, req: Request<Incoming>) -> Re
     let id = request_id(&state, &req);
     let access = state.config.load().log.access;
     let line = access.then(|| (req.method().clone(), req.uri().clone(), req.version()));
-    let (route, mut resp) = router.dispatch(req, state.clone()).await;
+    let (route, mut resp) = match &state.spans {
+        None => router.dispatch(req, state.clone()).await,
+        Some(rec) => rec.record(|(route, resp): &(_, Response<Body>)| (*route, resp.status().as_u16()), router.dispatch(req, state.clone())).await,
+    };
     let elapsed = started.elapsed();
     state.metrics.observe(route, resp.status().as_u16(), elapsed);
     if let Some((method, uri, version)) = line {

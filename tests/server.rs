@@ -166,6 +166,45 @@ fn sigterm_finishes_in_flight_heavy_requests_then_exits_0() {
 }
 
 #[test]
+fn request_spans_are_written_at_shutdown_when_asked() {
+    let dir = tempdir();
+    let spans = dir.path().join("spans");
+    let set = format!("debug.spans={}", spans.display());
+    let mut s = Server::start(&["instance=2", "pool.threads=2", &set]);
+    assert_eq!(s.get("/").status, 200);
+    let heavy: Vec<_> = (0..3)
+        .map(|_| {
+            let addr = s.addr.clone();
+            std::thread::spawn(move || http(&addr, "GET /compute?n=20000000 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"))
+        })
+        .collect();
+    for h in heavy {
+        assert_eq!(h.join().unwrap().status, 200);
+    }
+    assert_eq!(s.get("/nope").status, 404);
+    s.signal(Signal::SIGTERM);
+    assert_eq!(s.wait_exit(), Some(0));
+    let file = spans.join(format!("spans-2-{}.jsonl", s.pid()));
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 5, "{text}");
+    let jobs: Vec<_> = lines.iter().filter(|l| l["route"] == "/compute").collect();
+    assert_eq!(jobs.len(), 3, "{text}");
+    let mut threads = std::collections::BTreeSet::new();
+    for j in &jobs {
+        let t = |k: &str| j[k].as_u64().unwrap_or_else(|| panic!("{k} in {j}"));
+        assert!(t("accepted_us") <= t("queued_us") && t("queued_us") <= t("started_us"), "{j}");
+        assert!(t("started_us") < t("job_done_us") && t("job_done_us") <= t("finished_us"), "{j}");
+        assert_eq!((j["instance"].as_u64(), j["status"].as_u64()), (Some(2), Some(200)));
+        threads.insert(t("thread"));
+    }
+    assert!(threads.iter().all(|t| *t < 2), "{threads:?}");
+    let light: Vec<_> = lines.iter().filter(|l| l["route"] != "/compute").collect();
+    assert!(light.iter().all(|l| l.get("queued_us").is_none() && l.get("thread").is_none()), "{text}");
+    assert!(light.iter().any(|l| l["status"] == 404));
+}
+
+#[test]
 fn sighup_reloads_live_settings() {
     let dir = tempdir();
     let file = write(dir.path(), "c.toml", "[compute]\nmax_n = 100\n");
