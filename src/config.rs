@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -267,17 +267,23 @@ pub fn load(source: &Source, overrides: &[Override]) -> Result<Loaded, ConfigErr
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !source.required => None,
         Err(e) => return Err(ConfigError::Read { path: source.path.clone(), error: e }),
     };
+    parse(&source.path, text.as_deref(), overrides)
+}
+
+/// [`load`] without the file system: `text` is the content of `path` (None:
+/// no file, built-in defaults), then `overrides`, then validation.
+pub fn parse(path: &Path, text: Option<&str>, overrides: &[Override]) -> Result<Loaded, ConfigError> {
     let file_err = |text: &str, span: Option<Range<usize>>, key: Option<String>, msg: String| {
         let offset = span.map(|s| s.start).unwrap_or(0);
         ConfigError::File {
-            path: source.path.clone(),
+            path: path.to_path_buf(),
             line: line_of(text, offset),
             key: key.or_else(|| key_at(text, offset)).unwrap_or_else(|| "(syntax)".into()),
             msg,
         }
     };
 
-    let mut config = match &text {
+    let mut config = match text {
         Some(t) => toml::from_str::<Config>(t)
             .map_err(|e| file_err(t, e.span(), None, e.message().trim().to_string()))?,
         None => Config::default(),
@@ -293,14 +299,14 @@ pub fn load(source: &Source, overrides: &[Override]) -> Result<Loaded, ConfigErr
         if let Some(origin) = origins.get(&key) {
             return Err(ConfigError::Override { origin: origin.clone(), key, msg });
         }
-        if let Some(t) = &text {
+        if let Some(t) = text {
             let span = span_of(t, &key);
             return Err(file_err(t, span, Some(key), msg));
         }
         // Defaults are valid (tested), so this only happens for impossible states.
         return Err(ConfigError::Override { origin: "default".into(), key, msg });
     }
-    Ok(Loaded { config, file: text.map(|_| source.path.clone()) })
+    Ok(Loaded { config, file: text.map(|_| path.to_path_buf()) })
 }
 
 /// Reads `COREPOOL_*` variables as overrides: `COREPOOL_POOL_JOB_TIMEOUT=5s`

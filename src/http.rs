@@ -165,7 +165,12 @@ impl Router {
 /// The value of query parameter `name`, if present (no percent-decoding:
 /// built-in parameters are plain tokens).
 pub fn query_param<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
-    req.uri().query()?.split('&').find_map(|kv| {
+    query_value(req.uri().query(), name)
+}
+
+/// The value of `name` in a raw query string (the part after `?`).
+pub fn query_value<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+    query?.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         (k == name).then_some(v)
     })
@@ -173,7 +178,12 @@ pub fn query_param<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str
 
 /// A required unsigned integer query parameter in `0..=max`.
 pub fn query_u64(req: &Request<Incoming>, name: &str, max: u64) -> Result<u64, ApiError> {
-    let raw = query_param(req, name).ok_or_else(|| ApiError::bad_request(format!("query parameter `{name}` is required")))?;
+    parse_u64_param(name, query_param(req, name), max)
+}
+
+/// Checks a raw parameter value: present, an unsigned integer, at most `max`.
+pub fn parse_u64_param(name: &str, raw: Option<&str>, max: u64) -> Result<u64, ApiError> {
+    let raw = raw.ok_or_else(|| ApiError::bad_request(format!("query parameter `{name}` is required")))?;
     let n: u64 = raw
         .parse()
         .map_err(|_| ApiError::bad_request(format!("query parameter `{name}` must be an unsigned integer, got {raw:?}")))?;
@@ -218,8 +228,12 @@ pub async fn read_json<T: for<'de> Deserialize<'de>>(req: Request<Incoming>, ctx
     let cfg = ctx.config();
     let limit = JSON_BODY_LIMIT.min(cfg.http.max_body as usize);
     let chunks = read_body(req, limit, cfg.http.body_timeout).await?;
-    let body = chunks.concat();
-    serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    parse_json(&chunks.concat())
+}
+
+/// Parses a JSON body; any failure is a 400 naming what is wrong.
+pub fn parse_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
 /// The built-in routes; `debug` adds the fault-injection endpoints.
@@ -327,17 +341,19 @@ async fn hash(req: Request<Incoming>, ctx: Ctx) -> HandlerResult {
     json(&serde_json::json!({"alg": alg.name(), "bytes": bytes, "hex": digest}))
 }
 
-#[derive(Deserialize)]
+/// Body of `POST /v1/password/hash`.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PasswordHashReq {
-    password: String,
+pub struct PasswordHashReq {
+    pub password: String,
 }
 
-#[derive(Deserialize)]
+/// Body of `POST /v1/password/verify`.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PasswordVerifyReq {
-    password: String,
-    hash: String,
+pub struct PasswordVerifyReq {
+    pub password: String,
+    pub hash: String,
 }
 
 fn check_password_len(ctx: &Ctx, password: &str) -> Result<(), ApiError> {
@@ -350,7 +366,7 @@ fn check_password_len(ctx: &Ctx, password: &str) -> Result<(), ApiError> {
 
 fn password_error(e: PasswordError) -> ApiError {
     match e {
-        PasswordError::BadHash(_) => ApiError::bad_request(format!("field {e}")),
+        PasswordError::BadHash(_) | PasswordError::TooCostly(_) => ApiError::bad_request(format!("field {e}")),
         PasswordError::Internal(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
@@ -370,8 +386,9 @@ async fn password_verify(req: Request<Incoming>, ctx: Ctx) -> HandlerResult {
     if body.hash.len() > 512 {
         return Err(ApiError::bad_request("field `hash` must be at most 512 bytes"));
     }
-    let timeout = ctx.config().pool.job_timeout;
-    let valid = ctx.pool.run(timeout, move |_| jobs::password_verify(body.password.as_bytes(), &body.hash)).await?;
+    let cfg = ctx.config();
+    let params = cfg.password.clone();
+    let valid = ctx.pool.run(cfg.pool.job_timeout, move |_| jobs::password_verify(&params, body.password.as_bytes(), &body.hash)).await?;
     json(&serde_json::json!({"valid": valid.map_err(password_error)?}))
 }
 

@@ -81,6 +81,8 @@ pub fn hash<'a>(alg: HashAlg, chunks: impl IntoIterator<Item = &'a [u8]>) -> Str
 pub enum PasswordError {
     #[error("`hash` is not an argon2 PHC string: {0}")]
     BadHash(String),
+    #[error("`hash` asks for more work than allowed: {0}")]
+    TooCostly(String),
     #[error("argon2 failed: {0}")]
     Internal(String),
 }
@@ -99,9 +101,26 @@ pub fn password_hash(cfg: &PasswordConfig, password: &[u8]) -> Result<String, Pa
         .map_err(|e| PasswordError::Internal(e.to_string()))
 }
 
-/// Checks `password` against a PHC string (its own parameters are used).
-pub fn password_verify(password: &[u8], phc: &str) -> Result<bool, PasswordError> {
+/// How much more than this server's own hashing cost a hash presented for
+/// verification may ask for. A PHC string carries its own cost parameters, so
+/// without a cap one request could demand gigabytes and minutes of CPU.
+pub const VERIFY_COST_FACTOR: u32 = 4;
+
+/// Checks `password` against a PHC string, with the string's own parameters
+/// as long as each is at most [`VERIFY_COST_FACTOR`] times the configured one.
+pub fn password_verify(cfg: &PasswordConfig, password: &[u8], phc: &str) -> Result<bool, PasswordError> {
     let parsed = argon2::password_hash::phc::PasswordHash::new(phc).map_err(|e| PasswordError::BadHash(e.to_string()))?;
+    let params = Params::try_from(&parsed).map_err(|e| PasswordError::BadHash(e.to_string()))?;
+    let f = VERIFY_COST_FACTOR;
+    for (name, asked, ours) in [
+        ("m (memory KiB)", params.m_cost(), cfg.memory_kib),
+        ("t (iterations)", params.t_cost(), cfg.iterations),
+        ("p (parallelism)", params.p_cost(), cfg.parallelism),
+    ] {
+        if asked > ours.saturating_mul(f) {
+            return Err(PasswordError::TooCostly(format!("{name}={asked} exceeds {f}x this server's {ours}")));
+        }
+    }
     match Argon2::default().verify_password(password, &parsed) {
         Ok(()) => Ok(true),
         Err(argon2::password_hash::Error::PasswordInvalid) => Ok(false),
@@ -132,8 +151,23 @@ mod tests {
         let cfg = PasswordConfig { memory_kib: 64, iterations: 1, parallelism: 1, max_len: 64 };
         let h = password_hash(&cfg, b"hunter2").unwrap();
         assert!(h.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{h}");
-        assert!(password_verify(b"hunter2", &h).unwrap());
-        assert!(!password_verify(b"hunter3", &h).unwrap());
-        assert!(matches!(password_verify(b"x", "not a hash"), Err(PasswordError::BadHash(_))));
+        assert!(password_verify(&cfg, b"hunter2", &h).unwrap());
+        assert!(!password_verify(&cfg, b"hunter3", &h).unwrap());
+        assert!(matches!(password_verify(&cfg, b"x", "not a hash"), Err(PasswordError::BadHash(_))));
+    }
+
+    #[test]
+    fn verify_refuses_hashes_that_ask_for_too_much_work() {
+        let cfg = PasswordConfig { memory_kib: 64, iterations: 1, parallelism: 1, max_len: 64 };
+        let h = password_hash(&cfg, b"hunter2").unwrap();
+        let salt_and_hash = h.rsplitn(3, '$').take(2).collect::<Vec<_>>();
+        let with = |params: &str| format!("$argon2id$v=19${params}${}${}", salt_and_hash[1], salt_and_hash[0]);
+        // Up to 4x our cost is fine (a weaker or older hash still verifies)...
+        assert!(!password_verify(&cfg, b"x", &with("m=256,t=4,p=4")).unwrap());
+        // ...beyond it, refused before any work is done: 4 GiB, 10^6 passes, 255 lanes.
+        for p in ["m=4194304,t=1,p=1", "m=64,t=1000000,p=1", "m=2048,t=1,p=255"] {
+            let e = password_verify(&cfg, b"x", &with(p)).unwrap_err();
+            assert!(matches!(e, PasswordError::TooCostly(_)), "{p}: {e}");
+        }
     }
 }
