@@ -84,34 +84,56 @@ pub fn installed() -> bool {
 
 /// Writes `files`, checks with `nginx -t`, reloads nginx if it runs.
 /// On a failed check every file is restored (or removed if it was new).
+/// A file that cannot be written (read-only /etc, full disk) leaves every
+/// file as it was: each is replaced by rename from a complete temporary copy,
+/// and those already replaced are put back.
 pub fn apply(files: &[(PathBuf, String)]) -> Result<(), NginxError> {
     let mut backups: Vec<(PathBuf, Option<String>)> = Vec::new();
     for (p, text) in files {
-        if let Some(dir) = p.parent() {
-            std::fs::create_dir_all(dir).map_err(io(dir))?;
-        }
         let old = std::fs::read_to_string(p).ok();
         if old.as_deref() == Some(text.as_str()) {
             continue;
         }
-        let tmp = p.with_extension("tmp");
-        std::fs::write(&tmp, text).map_err(io(&tmp))?;
-        std::fs::rename(&tmp, p).map_err(io(p))?;
+        if let Err(e) = replace(p, text) {
+            restore(backups);
+            return Err(e);
+        }
         backups.push((p.clone(), old));
     }
     if backups.is_empty() || !installed() {
         return Ok(());
     }
     if let Err(e) = units::run("nginx", &["-t", "-q"]) {
-        for (p, old) in backups {
-            match old {
-                Some(text) => std::fs::write(&p, text).map_err(io(&p))?,
-                None => std::fs::remove_file(&p).map_err(io(&p))?,
-            }
-        }
+        restore(backups);
         return Err(NginxError::Rejected(e.to_string()));
     }
     reload()
+}
+
+/// Writes `text` to a temporary file beside `p`, then renames it over `p`.
+fn replace(p: &Path, text: &str) -> Result<(), NginxError> {
+    if let Some(dir) = p.parent() {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+    }
+    let tmp = p.with_extension("tmp");
+    let written = std::fs::write(&tmp, text).map_err(io(&tmp)).and_then(|()| std::fs::rename(&tmp, p).map_err(io(p)));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// Puts back what `apply` replaced (best effort: this runs on an error path).
+fn restore(backups: Vec<(PathBuf, Option<String>)>) {
+    for (p, old) in backups {
+        let undone = match old {
+            Some(text) => replace(&p, &text),
+            None => std::fs::remove_file(&p).map_err(io(&p)),
+        };
+        if let Err(e) = undone {
+            tracing::error!(error = %e, "could not restore {}", p.display());
+        }
+    }
 }
 
 /// Reloads nginx if it is running (a graceful reload: old workers finish their requests).
