@@ -1,7 +1,8 @@
 //! Hostile input against one instance directly (no nginx in front): request
 //! smuggling pairs, broken chunked framing, invalid UTF-8, costly password
-//! hashes, many slowloris connections, and a pool flooded with ten times its
-//! queue. Each gets its 4xx/503, the instance stays up and keeps serving.
+//! hashes, many slowloris connections (and the connection limit under them),
+//! and a pool flooded with ten times its queue. Each gets its 4xx/503, the
+//! instance stays up and keeps serving.
 //! Figures (latencies, counts) are printed for docs/reliability.md.
 
 mod common;
@@ -181,4 +182,44 @@ fn flooded_pool_answers_503_and_light_requests_stay_fast() {
     assert!(p99 < Duration::from_millis(100), "light p99 {p99:?} while the pool was flooded");
     assert_eq!(s.get("/healthz").status, 200);
     assert_eq!(s.metric("corepool_pool_jobs_rejected_total"), refused.len() as f64);
+}
+
+#[test]
+fn connection_limit_holds_under_slowloris() {
+    // 50 slow heads against max_connections = 20: the server holds at most 20
+    // (the rest wait in the listen backlog), cutting each at header_timeout,
+    // so they are closed in waves of 20, a timeout apart.
+    let s = Server::start(&["http.header_timeout=\"1s\"", "http.max_connections=20"]);
+    let t0 = Instant::now();
+    let mut conns: Vec<std::net::TcpStream> = (0..50)
+        .map(|_| {
+            let mut c = std::net::TcpStream::connect(&s.addr).unwrap();
+            c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: a").unwrap();
+            c.set_nonblocking(true).unwrap();
+            c
+        })
+        .collect();
+    let mut closed_at: Vec<Option<Duration>> = vec![None; conns.len()];
+    let mut buf = [0u8; 512];
+    while closed_at.iter().any(Option::is_none) && t0.elapsed() < Duration::from_secs(20) {
+        for (c, at) in conns.iter_mut().zip(closed_at.iter_mut()) {
+            if at.is_some() {
+                continue;
+            }
+            match c.read(&mut buf) {
+                Ok(0) => *at = Some(t0.elapsed()),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => *at = Some(t0.elapsed()),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut times: Vec<Duration> = closed_at.iter().map(|t| t.expect("every slow connection is closed")).collect();
+    times.sort();
+    let first_wave = times.iter().filter(|t| **t < Duration::from_millis(1500)).count();
+    eprintln!("connection limit 20, 50 slow heads: {first_wave} closed in the first wave, last at {:?}", times[49]);
+    assert!((1..=20).contains(&first_wave), "more connections were held than max_connections: {first_wave}");
+    assert!(times[49] >= Duration::from_millis(2500), "50 connections in waves of 20 need three timeouts: {:?}", times[49]);
+    assert_eq!(s.get("/healthz").status, 200);
 }
