@@ -4,7 +4,7 @@ file per instance) into an SVG with one lane per instance event loop and per
 pool thread, over a window of the recording around the moment the light load began
 (heavy jobs already running), so both phases show.
 
-  bench/timeline.py SPANS.jsonl[.gz]... --svg OUT.svg [--window-ms 1000]
+  bench/timeline.py SPANS.jsonl[.gz]... [--svg OUT.svg] [--window-ms 1000]
                     [--keep WINDOW.jsonl.gz]
 
 Lanes, per instance: light requests completed per 2 ms (the event loop's
@@ -75,8 +75,9 @@ def job_rates(spans):
     return {"before_light_per_s": rate(t_first, onset), "during_light_per_s": rate(onset, light_end)}
 
 
-def overlaps(s, a, b):
-    return s["finished_us"] >= a and s["accepted_us"] <= b
+def overlaps(lo, hi, a, b):
+    """Whether the time span lo..hi meets the window a..b."""
+    return hi >= a and lo <= b
 
 
 def summary(spans, a, b):
@@ -158,7 +159,7 @@ def draw(spans, a, b, title):
             out.append(f'<text x="{W - 22}" y="{y + 10}" text-anchor="end" fill="#888">max {qmax}</text>')
         else:
             jobs = sorted((s for s in spans if s["instance"] == inst and is_job(s) and s["thread"] == thr and "job_done_us" in s
-                           and overlaps({"accepted_us": s["started_us"], "finished_us": s["job_done_us"]}, a, b)),
+                           and overlaps(s["started_us"], s["job_done_us"], a, b)),
                           key=lambda s: s["started_us"])
             for k, s in enumerate(jobs):
                 color = "#1f77b4" if k % 2 == 0 else "#6baed6"
@@ -184,7 +185,7 @@ def draw(spans, a, b, title):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("spans", nargs="+")
-    ap.add_argument("--svg", required=True)
+    ap.add_argument("--svg", help="draw the window here (without it: only --keep and the summary)")
     ap.add_argument("--window-ms", type=float, default=1000)
     ap.add_argument("--keep")
     ap.add_argument("--title", default="corepool request timeline")
@@ -196,9 +197,11 @@ def main():
         sys.exit("timeline: no heavy jobs among the spans: not a mixed-workload recording")
     a, b = kept or pick_window(spans, args.window_ms)
     args.window_ms = (b - a) / 1000
-    window = [s for s in spans if overlaps(s, a, b) or (is_job(s) and overlaps({"accepted_us": s.get("queued_us", s["accepted_us"]), "finished_us": s["finished_us"]}, a, b))]
-    with open(args.svg, "w") as f:
-        f.write(draw(window, a, b, f"{args.title} ({args.window_ms:g} ms)"))
+    # accepted..finished covers a job's queueing and run too.
+    window = [s for s in spans if overlaps(s["accepted_us"], s["finished_us"], a, b)]
+    if args.svg:
+        with open(args.svg, "w") as f:
+            f.write(draw(window, a, b, f"{args.title} ({args.window_ms:g} ms)"))
     if args.keep:
         with gzip.open(args.keep, "wt") as f:
             json.dump({"window_us": [a, b]}, f)
