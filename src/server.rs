@@ -363,7 +363,10 @@ async fn handle(state: Arc<State>, router: Router, req: Request<Incoming>) -> Re
     let line = access.then(|| (req.method().clone(), req.uri().clone(), req.version()));
     let (route, mut resp) = match &state.spans {
         None => router.dispatch(req, state.clone()).await,
-        Some(rec) => rec.record(|(route, resp): &(_, Response<Body>)| (*route, resp.status().as_u16()), router.dispatch(req, state.clone())).await,
+        Some(rec) => {
+            let route_status = |(route, resp): &(_, Response<Body>)| (*route, resp.status().as_u16());
+            rec.record(started, route_status, router.dispatch(req, state.clone())).await
+        }
     };
     let elapsed = started.elapsed();
     state.metrics.observe(route, resp.status().as_u16(), elapsed);

@@ -134,12 +134,12 @@ impl Recorder {
         }
     }
 
-    /// Runs one request's handling with job marking on, then records its span.
-    pub async fn record<F, T>(&self, route_status: impl FnOnce(&T) -> (&'static str, u16), fut: F) -> T
+    /// Runs one request's handling with job marking on, then records its
+    /// span; `accepted` is when the request reached the server's handler.
+    pub async fn record<F, T>(&self, accepted: Instant, route_status: impl FnOnce(&T) -> (&'static str, u16), fut: F) -> T
     where
         F: std::future::Future<Output = T>,
     {
-        let accepted = Instant::now();
         let (out, marks) = CURRENT
             .scope(RefCell::new(None), async {
                 let out = fut.await;
@@ -202,9 +202,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("corepool-trace-{}", std::process::id()));
         let rec = Recorder::new(&dir, 3, 2);
         // A light request: no job marks.
-        rec.record(|_: &()| ("root", 200), async {}).await;
+        rec.record(Instant::now(), |_: &()| ("root", 200), async {}).await;
         // A request with a job: marks set as the pool would set them.
         rec.record(
+            Instant::now(),
             |_: &()| ("compute", 200),
             async {
                 let (clock, marks) = current_job().expect("recording inside a request");
@@ -215,7 +216,7 @@ mod tests {
         )
         .await;
         // Beyond max_spans: counted, not kept.
-        rec.record(|_: &()| ("root", 404), async {}).await;
+        rec.record(Instant::now(), |_: &()| ("root", 404), async {}).await;
         let spans = rec.spans();
         assert_eq!(spans.len(), 2);
         assert_eq!((spans[0].route, spans[0].queued_us, spans[0].thread), ("root", None, None));
