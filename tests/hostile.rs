@@ -151,10 +151,7 @@ fn flooded_pool_answers_503_and_light_requests_stay_fast() {
     // at once is ten times the queue.
     let s = Server::start(&["pool.threads=1", "pool.queue=4", "pool.job_timeout=\"60s\""]);
     let heavy: Vec<_> = (0..40)
-        .map(|_| {
-            let addr = s.addr.clone();
-            std::thread::spawn(move || http(&addr, "GET /compute?n=1000000000 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"))
-        })
+        .map(|_| s.spawn_http("GET /compute?n=1000000000 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"))
         .collect();
     s.until("pool busy", |s| s.metric("corepool_pool_busy_threads") == 1.0);
     // Light requests while the pool is saturated: the event loop never runs a job.

@@ -85,11 +85,9 @@ fn metrics_count_requests_and_jobs() {
 #[test]
 fn full_queue_gets_503_with_retry_after() {
     let s = Server::start(&["debug.endpoints=true", "pool.threads=1", "pool.queue=1", "pool.job_timeout=\"20s\""]);
-    let addr = s.addr.clone();
-    let hold = std::thread::spawn(move || http(&addr, "POST /debug/wedge?ms=1500 HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"));
+    let hold = s.spawn_http("POST /debug/wedge?ms=1500 HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
     s.until("pool busy", |s| s.get("/").json()["pool"]["busy"] == 1);
-    let addr = s.addr.clone();
-    let queued = std::thread::spawn(move || http(&addr, "GET /compute?n=10 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"));
+    let queued = s.spawn_http("GET /compute?n=10 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     s.until("one job queued", |s| s.get("/").json()["pool"]["queued"] == 1);
     let r = s.get("/compute?n=10");
     assert_eq!(r.status, 503);
@@ -123,10 +121,7 @@ fn panicking_job_gets_500_and_pool_keeps_full_size() {
     assert_eq!(s.metric("corepool_pool_jobs_panicked_total"), 2.0);
     // Both threads still take jobs at the same time.
     let holds: Vec<_> = (0..2)
-        .map(|_| {
-            let addr = s.addr.clone();
-            std::thread::spawn(move || http(&addr, "POST /debug/wedge?ms=800 HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"))
-        })
+        .map(|_| s.spawn_http("POST /debug/wedge?ms=800 HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"))
         .collect();
     s.until("both threads busy", |s| s.get("/").json()["pool"]["busy"] == 2);
     for h in holds {
@@ -150,10 +145,7 @@ fn client_disconnect_cancels_its_job() {
 fn sigterm_finishes_in_flight_heavy_requests_then_exits_0() {
     let mut s = Server::start(&["pool.threads=2", "pool.job_timeout=\"60s\""]);
     let clients: Vec<_> = (0..6)
-        .map(|_| {
-            let addr = s.addr.clone();
-            std::thread::spawn(move || http(&addr, "GET /compute?n=60000000 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"))
-        })
+        .map(|_| s.spawn_http("GET /compute?n=60000000 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"))
         .collect();
     s.until("jobs in flight", |s| s.metric("corepool_pool_busy_threads") == 2.0);
     s.signal(Signal::SIGTERM);
@@ -173,10 +165,7 @@ fn request_spans_are_written_at_shutdown_when_asked() {
     let mut s = Server::start(&["instance=2", "pool.threads=2", &set]);
     assert_eq!(s.get("/").status, 200);
     let heavy: Vec<_> = (0..3)
-        .map(|_| {
-            let addr = s.addr.clone();
-            std::thread::spawn(move || http(&addr, "GET /compute?n=20000000 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"))
-        })
+        .map(|_| s.spawn_http("GET /compute?n=20000000 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"))
         .collect();
     for h in heavy {
         assert_eq!(h.join().unwrap().status, 200);

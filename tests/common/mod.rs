@@ -67,6 +67,13 @@ impl Server {
         http(&self.addr, &format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"))
     }
 
+    /// Sends `raw` on a connection of its own thread, for requests that must
+    /// be in flight while the test does something else.
+    pub fn spawn_http(&self, raw: &'static str) -> std::thread::JoinHandle<Resp> {
+        let addr = self.addr.clone();
+        std::thread::spawn(move || http(&addr, raw))
+    }
+
     pub fn post(&self, path: &str, body: &str) -> Resp {
         http(
             &self.addr,
