@@ -2,21 +2,11 @@
 # Reliability and hardening tests, sourced by tests/system/run after HTTPS is
 # up: faults under load through the public path (nginx, TLS), memory limit,
 # unwritable /etc, socket and file permissions. Each records its figures.
-# Uses run's helpers: ct, ct_sh, load, record, main_pid, curl_sock, field, journal_shows.
+# Uses run's helpers: ct, ct_sh, load, record, main_pid, wait_new_pid, curl_sock,
+# field, journal_shows.
 
 PUBLIC_URL="https://$PEBBLE_DOMAIN/"
 PUBLIC_TLS=(--cacert /var/tmp/pebble-root.pem --resolve "$PEBBLE_DOMAIN:443:127.0.0.1")
-
-# wait_new_pid I OLD: waits (10 s at most) until instance I runs a process other than OLD; prints it.
-wait_new_pid() {
-    local i=$1 old=$2 k new=0
-    for ((k = 0; k < 500; k++)); do
-        new=$(main_pid "$i")
-        [[ $new != 0 && $new != "$old" ]] && break
-        sleep 0.02
-    done
-    echo "$new"
-}
 
 # check_load FILE WHAT: the load in FILE had no failed request.
 check_load() {
