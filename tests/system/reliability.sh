@@ -2,7 +2,7 @@
 # Reliability and hardening tests, sourced by tests/system/run after HTTPS is
 # up: faults under load through the public path (nginx, TLS), memory limit,
 # unwritable /etc, socket and file permissions. Each records its figures.
-# Uses run's helpers: ct, ct_sh, load, record, main_pid, wait_new_pid, curl_sock,
+# Uses run's helpers: ct, ct_sh, load, record, main_pids, wait_new_pid, curl_sock,
 # field, journal_shows.
 
 PUBLIC_URL="https://$PEBBLE_DOMAIN/"
@@ -108,7 +108,7 @@ test_memory_limit_kills_only_that_instance() {
 
 test_unwritable_etc_is_an_error_not_an_outage() {
     local pids before out rc how
-    pids=$(for ((i = 0; i < NCPU; i++)); do main_pid "$i"; done | tr '\n' ' ')
+    pids=$(main_pids)
     before=$(ct app md5sum /etc/corepool/nginx/upstream.conf)
     for how in full read-only; do
         if [[ $how == full ]]; then
@@ -133,7 +133,7 @@ test_unwritable_etc_is_an_error_not_an_outage() {
         grep -Eqi 'no space left|read-only' <<<"$out" || fail "error does not say why: $out"
     done
     expect_eq "$(ct app md5sum /etc/corepool/nginx/upstream.conf)" "$before" "upstream.conf unchanged"
-    expect_eq "$(for ((i = 0; i < NCPU; i++)); do main_pid "$i"; done | tr '\n' ' ')" "$pids" "instances kept running"
+    expect_eq "$(main_pids)" "$pids" "instances kept running"
     ct app nginx -t -q || fail "nginx config broken"
     local seen
     seen=$(for _ in $(seq 1 20); do ct app curl -s "${PUBLIC_TLS[@]}" "$PUBLIC_URL" | field "['instance']"; done | sort -u | tr '\n' ' ')
