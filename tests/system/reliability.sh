@@ -97,6 +97,8 @@ test_memory_limit_kills_only_that_instance() {
     restarts=$(ct app systemctl show -p NRestarts --value corepool@0.service)
     journal=no
     journal_shows corepool@0.service 'oom|out of memory|memory allocation of [0-9]+ bytes failed' && journal=yes
+    # For the log when it did not: what the unit's journal held instead.
+    [[ $journal == yes ]] || ct app journalctl -q -u corepool@0.service -n 25 --no-pager >&2 || true
     served=$(curl_sock 0 / | field "['pid']" || true)
     # Undo the drop-in before judging, so later tests see the packaged unit.
     ct_sh app "rm -r /etc/systemd/system/corepool@0.service.d && systemctl daemon-reload && systemctl restart corepool@0.service"
