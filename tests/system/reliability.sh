@@ -48,7 +48,7 @@ test_sigstop_under_load_through_nginx() {
     wait "$l"
     record sigstop_load "total,failed,max_s=$(cat "$WORK/stop.load")"
     check_load "$WORK/stop.load" "SIGSTOP of instance 0"
-    journal_shows corepool@0.service 'watchdog timeout' || fail "journal does not show the watchdog"
+    journal_shows corepool@0.service '[Ww]atchdog timeout' || fail "journal does not show the watchdog"
 }
 
 test_nginx_reload_under_load() {
@@ -93,7 +93,7 @@ test_memory_limit_kills_only_that_instance() {
     new=$(wait_new_pid 0 "$pid0")
     restarts=$(ct app systemctl show -p NRestarts --value corepool@0.service)
     journal=no
-    journal_shows corepool@0.service 'oom|out of memory|memory allocation of [0-9]+ bytes failed' && journal=yes
+    journal_shows corepool@0.service '[Oo][Oo][Mm]|[Oo]ut of memory|memory allocation of [0-9]+ bytes failed' && journal=yes
     # For the log when it did not: what the unit's journal held instead.
     [[ $journal == yes ]] || ct app journalctl -q -u corepool@0.service -n 25 --no-pager >&2 || true
     served=$(curl_sock 0 / | field "['pid']" || true)
