@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::client;
+use crate::config::BackendConfig;
 use crate::nginx::{self, NginxError};
 use crate::units::{self, UnitError};
 
@@ -113,7 +114,10 @@ fn wait_ready(i: u32, out: &mut dyn Write) -> Result<(), AdminError> {
 ///
 /// Scaling down takes instances out of nginx first, then stops them; scaling
 /// up starts them, waits for readiness (unless `lazy`), then adds them to nginx.
-pub fn set_count(n: u32, lazy: bool, out: &mut dyn Write) -> Result<(), AdminError> {
+pub fn set_count(n: u32, lazy: bool, backend: &BackendConfig, out: &mut dyn Write) -> Result<(), AdminError> {
+    if backend.enabled() && u32::from(backend.port_base) + n > 65536 {
+        return Err(AdminError::Refused(format!("[backend] port_base {} + {n} instances does not fit below port 65536", backend.port_base)));
+    }
     let current: BTreeSet<u32> = units::enabled()?.into_iter().collect();
     let desired: BTreeSet<u32> = (0..n).collect();
     let removed: Vec<u32> = current.difference(&desired).copied().collect();
@@ -132,6 +136,15 @@ pub fn set_count(n: u32, lazy: bool, out: &mut dyn Write) -> Result<(), AdminErr
             writeln!(out, "corepool@{i}: stopped and disabled")?;
         }
     }
+    // TCP sockets for a remote front ([backend]): a running instance whose
+    // socket changes is stopped, and its socket re-created (a brief pause for it).
+    for i in units::sync_backend_dropins(&desired_list, backend)? {
+        if current.contains(&i) && desired.contains(&i) {
+            units::systemctl(&["stop", &units::service(i), &units::socket(i)])?;
+            units::systemctl(&["start", &units::socket(i)])?;
+            writeln!(out, "corepool@{i}: socket re-created for the changed [backend] settings")?;
+        }
+    }
     if n == 0 {
         units::systemctl(&["disable", "--now", "--quiet", "corepool.target"])?;
         writeln!(out, "corepool.target: disabled; no instances remain")?;
@@ -139,7 +152,12 @@ pub fn set_count(n: u32, lazy: bool, out: &mut dyn Write) -> Result<(), AdminErr
     }
     for &i in &added {
         units::systemctl(&["enable", "--now", "--quiet", &units::socket(i)])?;
-        writeln!(out, "corepool@{i}: socket enabled and listening on {}", units::socket_path(i).display())?;
+        let tcp = if backend.enabled() {
+            format!(" and TCP {} (for {})", units::backend_listen(i, backend), backend.allow.join(", "))
+        } else {
+            String::new()
+        };
+        writeln!(out, "corepool@{i}: socket enabled and listening on {}{tcp}", units::socket_path(i).display())?;
     }
     units::systemctl(&["enable", "--now", "--quiet", "corepool.target"])?;
     if !lazy {
@@ -155,19 +173,19 @@ pub fn set_count(n: u32, lazy: bool, out: &mut dyn Write) -> Result<(), AdminErr
     Ok(())
 }
 
-pub fn enable(count: Count, lazy: bool, out: &mut dyn Write) -> Result<(), AdminError> {
+pub fn enable(count: Count, lazy: bool, backend: &BackendConfig, out: &mut dyn Write) -> Result<(), AdminError> {
     require("enable")?;
-    set_count(count.resolve(), lazy, out)
+    set_count(count.resolve(), lazy, backend, out)
 }
 
-pub fn scale(count: Count, out: &mut dyn Write) -> Result<(), AdminError> {
+pub fn scale(count: Count, backend: &BackendConfig, out: &mut dyn Write) -> Result<(), AdminError> {
     require("scale")?;
-    set_count(count.resolve(), false, out)
+    set_count(count.resolve(), false, backend, out)
 }
 
 pub fn disable(out: &mut dyn Write) -> Result<(), AdminError> {
     require("disable")?;
-    set_count(0, true, out)
+    set_count(0, true, &BackendConfig::default(), out)
 }
 
 fn main_pid(i: u32) -> Result<(String, u32), AdminError> {
@@ -373,6 +391,19 @@ fn human_secs(s: u64) -> String {
     }
 }
 
+/// Left-aligned columns, two spaces apart, the first row a header.
+pub fn columns(table: &[Vec<String>]) -> String {
+    let n = table.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..n).map(|c| table.iter().map(|row| row[c].len()).max().unwrap_or(0)).collect();
+    let mut s = String::new();
+    for row in table {
+        let line: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        s.push_str(line.join("  ").trim_end());
+        s.push('\n');
+    }
+    s
+}
+
 /// The `corepool status` table.
 pub fn render_table(rows: &[Row]) -> String {
     let dash = || "-".to_string();
@@ -399,27 +430,33 @@ pub fn render_table(rows: &[Row]) -> String {
             r.pool_queued.map(|q| q.to_string()).unwrap_or_else(dash),
         ]);
     }
-    let widths: Vec<usize> = (0..header.len()).map(|c| table.iter().map(|row| row[c].len()).max().unwrap_or(0)).collect();
-    let mut s = String::new();
-    for row in &table {
-        let line: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
-        s.push_str(line.join("  ").trim_end());
-        s.push('\n');
-    }
+    let mut s = columns(&table);
     if rows.iter().any(|r| !r.enabled) {
         s.push_str("* loaded but not enabled\n");
     }
     s
 }
 
+/// `corepool status`: this host's instances, then (on a front) the remote
+/// hosts' (`--json` gives this host's rows; `front status --json` the others).
 pub fn status(json: bool, out: &mut dyn Write) -> Result<(), AdminError> {
     let rows = collect()?;
+    let front = crate::front::load().map_err(|e| AdminError::Refused(e.to_string()))?;
     if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&rows).map_err(std::io::Error::other)?)?;
-    } else if rows.is_empty() {
-        writeln!(out, "no corepool instances (run: corepool enable max)")?;
-    } else {
+        return Ok(());
+    }
+    if !rows.is_empty() {
         write!(out, "{}", render_table(&rows))?;
+    } else if front.hosts.is_empty() {
+        writeln!(out, "no corepool instances (run: corepool enable max)")?;
+    }
+    if !front.hosts.is_empty() {
+        if !rows.is_empty() {
+            writeln!(out)?;
+        }
+        writeln!(out, "Hosts behind this front (nginx: its error log of the last {} s; health: /healthz):", 2 * nginx::REMOTE_FAIL_TIMEOUT_S)?;
+        write!(out, "{}", crate::front::render_status(&crate::front::collect(&front)))?;
     }
     Ok(())
 }

@@ -77,6 +77,10 @@ pub enum Command {
     /// The nginx site in front of the instances.
     #[command(subcommand)]
     Nginx(NginxCommand),
+    /// More than one machine: this host's nginx in front of other hosts'
+    /// instances (each host sets `[backend] allow` to this host's address).
+    #[command(subcommand)]
+    Front(FrontCommand),
     /// Obtain a certificate with certbot (webroot) and switch the site to HTTPS.
     Https {
         /// Domain names; the first names the certificate
@@ -114,6 +118,52 @@ pub enum NginxCommand {
     Enable,
     /// Regenerate the upstream from the enabled instances, check, reload.
     Sync,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FrontCommand {
+    /// Put a host's instances into the nginx upstream, after checking that
+    /// each answers; `nginx -t` before the reload, nothing changed on failure.
+    /// Adding a host again updates it (e.g. after it scaled).
+    Add {
+        /// Host name or IP address of the backend host
+        host: String,
+        /// Number of instances, or `auto`: ask the host (GET / on its first port)
+        #[arg(long, default_value = "auto", value_name = "N|auto")]
+        instances: String,
+        /// The host's `[backend] port_base`: instance N listens on port_base + N
+        #[arg(long, default_value_t = 7000, value_name = "PORT")]
+        port_base: u16,
+    },
+    /// Take a host out of the nginx upstream.
+    Remove {
+        host: String,
+    },
+    /// The hosts in the upstream.
+    List {
+        /// Machine-readable output
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop sending new requests to a host (its servers marked `down`), then
+    /// wait until the requests it already has are finished: ready to upgrade.
+    Drain {
+        host: String,
+        /// Give up waiting after this many seconds (the host stays drained)
+        #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+        timeout: u64,
+    },
+    /// Send requests to a drained host again.
+    Undrain {
+        host: String,
+    },
+    /// Each remote instance's health as nginx sees it (its error log) and as
+    /// the instance reports it (/healthz, /metrics). Also part of `corepool status`.
+    Status {
+        /// Machine-readable output
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args, Default, Clone, PartialEq)]

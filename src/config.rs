@@ -39,6 +39,7 @@ pub struct Config {
     pub compute: ComputeConfig,
     pub password: PasswordConfig,
     pub log: LogConfig,
+    pub backend: BackendConfig,
     pub debug: DebugConfig,
 }
 
@@ -129,6 +130,51 @@ pub struct LogConfig {
     pub access: bool,
 }
 
+/// Serving a remote nginx front over TCP (several hosts behind one front).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackendConfig {
+    /// Addresses or networks (`10.0.0.1`, `10.0.0.0/24`, `fd00::/64`) of the
+    /// nginx fronts. Non-empty: `corepool enable` gives instance N a TCP socket
+    /// on `port_base + N` that only these may reach; every TCP peer outside
+    /// them is refused. Empty: unix sockets only.
+    pub allow: Vec<String>,
+    /// Instance N listens on TCP port `port_base + N`.
+    pub port_base: u16,
+    /// Address those sockets bind; empty binds every address (IPv4 and IPv6).
+    pub bind: String,
+}
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        BackendConfig { allow: Vec::new(), port_base: 7000, bind: String::new() }
+    }
+}
+
+impl BackendConfig {
+    /// `allow` as networks (an address is a network of one); entries that do
+    /// not parse are left out (`validate` rejects them first).
+    pub fn networks(&self) -> Vec<ipnet::IpNet> {
+        self.allow.iter().filter_map(|a| parse_net(a).ok()).collect()
+    }
+
+    /// True when the instances serve a remote front over TCP.
+    pub fn enabled(&self) -> bool {
+        !self.allow.is_empty()
+    }
+}
+
+/// `10.0.0.1` or `10.0.0.0/24` (likewise IPv6) as a network.
+pub fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    if let Ok(ip) = s.parse::<std::net::IpAddr>() {
+        return Ok(ip.into());
+    }
+    s.parse::<ipnet::IpNet>()
+        .map(|n| n.trunc())
+        .map_err(|_| format!("`{s}` is not an IP address or network (e.g. 10.0.0.1, 10.0.0.0/24, fd00::/64)"))
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DebugConfig {
@@ -159,6 +205,7 @@ impl Default for Config {
             compute: ComputeConfig::default(),
             password: PasswordConfig::default(),
             log: LogConfig::default(),
+            backend: BackendConfig::default(),
             debug: DebugConfig::default(),
         }
     }
@@ -397,6 +444,15 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
     )?;
     check((1..=100).contains(&c.password.iterations), "password.iterations", "must be 1..=100")?;
     check((1..=65536).contains(&c.password.max_len), "password.max_len", "must be 1..=65536")?;
+    for a in &c.backend.allow {
+        parse_net(a).map_err(|e| ("backend.allow".to_string(), e))?;
+    }
+    check(c.backend.port_base >= 1, "backend.port_base", "must be 1..=65535")?;
+    check(
+        c.backend.bind.is_empty() || c.backend.bind.parse::<std::net::IpAddr>().is_ok(),
+        "backend.bind",
+        "must be an IP address, or empty for every address",
+    )?;
     tracing_subscriber::EnvFilter::try_new(&c.log.level)
         .map(|_| ())
         .map_err(|e| ("log.level".to_string(), format!("not a valid filter: {e}")))
@@ -513,6 +569,18 @@ mod tests {
     fn out_of_range_names_line_and_key() {
         let e = load_text("# comment\n[pool]\n\nthreads = 0\n", &[]).unwrap_err();
         assert_eq!(e, "FILE:4: pool.threads: must be 1..=256");
+    }
+
+    #[test]
+    fn backend_allow_takes_addresses_and_networks_and_names_bad_ones() {
+        let c = load_text("[backend]\nallow = [\"10.0.0.1\", \"10.1.0.9/16\", \"fd00::1\"]\n", &[]).unwrap();
+        let nets: Vec<String> = c.backend.networks().iter().map(|n| n.to_string()).collect();
+        assert_eq!(nets, ["10.0.0.1/32", "10.1.0.0/16", "fd00::1/128"]);
+        assert!(c.backend.enabled() && !Config::default().backend.enabled());
+        let e = load_text("[backend]\n\nallow = [\"10.0.0.1\", \"front.example\"]\n", &[]).unwrap_err();
+        assert!(e.starts_with("FILE:3: backend.allow: `front.example` is not an IP address"), "{e}");
+        let e = load_text("[backend]\nbind = \"everywhere\"\n", &[]).unwrap_err();
+        assert!(e.starts_with("FILE:2: backend.bind:"), "{e}");
     }
 
     #[test]

@@ -272,6 +272,8 @@ struct IndexView {
     cpu: Option<usize>,
     uptime_s: f64,
     requests: u64,
+    /// Instances enabled on this host (what `corepool front add HOST` counts on).
+    instances: usize,
     pool: PoolView,
 }
 
@@ -286,6 +288,7 @@ async fn index(_req: Request<Incoming>, ctx: Ctx) -> HandlerResult {
         cpu: ctx.cpu,
         uptime_s: (ctx.started.elapsed().as_millis() as f64) / 1000.0,
         requests: ctx.metrics.total_requests(),
+        instances: ctx.enabled_instances(),
         pool: PoolView {
             threads: p.threads(),
             busy: p.busy(),

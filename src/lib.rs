@@ -22,6 +22,7 @@ pub mod affinity;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod front;
 pub mod http;
 pub mod jobs;
 pub mod listen;

@@ -56,10 +56,11 @@ pub enum Listener {
     Unix(tokio::net::UnixListener),
 }
 
-/// The listener and how we got it.
+/// The listeners and how we got them.
 #[derive(Debug)]
 pub struct Acquired {
-    pub listener: StdListener,
+    /// One when bound by hand; every socket of the unit when activated.
+    pub listeners: Vec<StdListener>,
     /// True when systemd passed the socket.
     pub activated: bool,
     /// Human description, e.g. `unix:/run/corepool/0.sock (systemd)`.
@@ -74,8 +75,8 @@ pub enum ListenError {
     BadPid(String),
     #[error("LISTEN_FDS is set for process {expected}, not for this one ({actual})")]
     WrongPid { expected: u32, actual: u32 },
-    #[error("socket from systemd (fd 3) is neither a TCP nor a unix stream listener: {0}")]
-    NotAListener(std::io::Error),
+    #[error("socket from systemd (fd {0}) is neither a TCP nor a unix stream listener: {1}")]
+    NotAListener(usize, std::io::Error),
     #[error("cannot bind {addr}: {error}")]
     Bind { addr: ListenAddr, error: std::io::Error },
     #[error("cannot bind {0}: another process is listening there")]
@@ -94,7 +95,7 @@ fn acquire_from(fds: Option<String>, pid: Option<String>, fallback: &ListenAddr)
             StdListener::Tcp(l) => l.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| fallback.to_string()),
             StdListener::Unix(_) => fallback.to_string(),
         };
-        return Ok(Acquired { listener, activated: false, describe });
+        return Ok(Acquired { listeners: vec![listener], activated: false, describe });
     };
     let count: u32 = fds.trim().parse().ok().filter(|&n| n >= 1).ok_or_else(|| ListenError::BadFds(fds.clone()))?;
     if let Some(pid) = pid.filter(|p| !p.is_empty()) {
@@ -104,27 +105,32 @@ fn acquire_from(fds: Option<String>, pid: Option<String>, fallback: &ListenAddr)
             return Err(ListenError::WrongPid { expected, actual });
         }
     }
-    if count > 1 {
-        tracing::warn!(count, "systemd passed {count} sockets; serving the first (fd 3)");
-    }
+    // Every socket the unit lists: its unix socket, and a TCP one for a remote
+    // front when `[backend]` gave it one (see `units::backend_dropin`).
     let mut fds = listenfd::ListenFd::from_env();
-    // Try TCP first; a unix socket makes that fail without consuming the fd.
-    let listener = match fds.take_tcp_listener(0) {
-        Ok(Some(l)) => StdListener::Tcp(l),
-        _ => match fds.take_unix_listener(0) {
-            Ok(Some(l)) => StdListener::Unix(l),
-            Ok(None) => return Err(ListenError::NotAListener(std::io::Error::other("fd 3 already taken"))),
-            Err(e) => return Err(ListenError::NotAListener(e)),
-        },
-    };
-    let describe = match &listener {
-        StdListener::Tcp(l) => format!("{} (systemd)", l.local_addr().map(|a| a.to_string()).unwrap_or_default()),
-        StdListener::Unix(l) => format!(
-            "unix:{} (systemd)",
-            l.local_addr().ok().and_then(|a| a.as_pathname().map(|p| p.display().to_string())).unwrap_or_default()
-        ),
-    };
-    Ok(Acquired { listener, activated: true, describe })
+    let mut listeners = Vec::new();
+    let mut names = Vec::new();
+    for idx in 0..count as usize {
+        // Try TCP first; a unix socket makes that fail without consuming the fd.
+        let listener = match fds.take_tcp_listener(idx) {
+            Ok(Some(l)) => StdListener::Tcp(l),
+            _ => match fds.take_unix_listener(idx) {
+                Ok(Some(l)) => StdListener::Unix(l),
+                Ok(None) => return Err(ListenError::NotAListener(idx + 3, std::io::Error::other("fd already taken"))),
+                Err(e) => return Err(ListenError::NotAListener(idx + 3, e)),
+            },
+        };
+        names.push(match &listener {
+            StdListener::Tcp(l) => l.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            StdListener::Unix(l) => format!(
+                "unix:{}",
+                l.local_addr().ok().and_then(|a| a.as_pathname().map(|p| p.display().to_string())).unwrap_or_default()
+            ),
+        });
+        listeners.push(listener);
+    }
+    let describe = format!("{} (systemd)", names.join(" and "));
+    Ok(Acquired { listeners, activated: true, describe })
 }
 
 fn bind(addr: &ListenAddr) -> Result<StdListener, ListenError> {
@@ -200,7 +206,7 @@ mod tests {
     fn binds_when_not_activated() {
         let a = acquire_from(None, None, &"127.0.0.1:0".parse().unwrap()).unwrap();
         assert!(!a.activated);
-        assert!(matches!(a.listener, StdListener::Tcp(_)));
+        assert!(matches!(a.listeners[..], [StdListener::Tcp(_)]));
     }
 
     #[test]

@@ -6,7 +6,8 @@ use anyhow::Result;
 use clap::Parser;
 use clap::CommandFactory;
 use corepool::admin::{self, Count, HttpsOptions};
-use corepool::cli::{Cli, Command, ConfigCommand, LogFormatArg, NginxCommand, ServeArgs};
+use corepool::cli::{Cli, Command, ConfigCommand, FrontCommand, LogFormatArg, NginxCommand, ServeArgs};
+use corepool::front;
 use corepool::config::{self, ConfigError, Override, Source};
 
 /// Exit status for configuration errors (sysexits EX_CONFIG); the unit's
@@ -48,9 +49,9 @@ fn run(cli: Cli) -> Result<()> {
     let count = |s: &str| s.parse::<Count>().map_err(anyhow::Error::msg);
     match command {
         Command::Serve(args) => serve(source(cli.config), args),
-        Command::Enable { count: c, lazy } => Ok(admin::enable(count(&c)?, lazy, out)?),
+        Command::Enable { count: c, lazy } => Ok(admin::enable(count(&c)?, lazy, &backend(cli.config)?, out)?),
         Command::Disable => Ok(admin::disable(out)?),
-        Command::Scale { count: c } => Ok(admin::scale(count(&c)?, out)?),
+        Command::Scale { count: c } => Ok(admin::scale(count(&c)?, &backend(cli.config)?, out)?),
         Command::Reload { instance } => Ok(admin::reload(instance, out)?),
         Command::Restart => Ok(admin::restart(out)?),
         Command::Status { json } => Ok(admin::status(json, out)?),
@@ -65,6 +66,22 @@ fn run(cli: Cli) -> Result<()> {
             corepool::nginx::sync(&corepool::units::enabled()?)?;
             Ok(())
         }
+        Command::Front(f) => match f {
+            FrontCommand::Add { host, instances, port_base } => {
+                let n = match instances.as_str() {
+                    "auto" => None,
+                    s => Some(s.parse::<u32>().ok().filter(|n| (1..=1024).contains(n)).ok_or_else(|| {
+                        anyhow::anyhow!("--instances `{s}` is not `auto` or a number from 1 to 1024")
+                    })?),
+                };
+                Ok(front::add(&host, n, port_base, out)?)
+            }
+            FrontCommand::Remove { host } => Ok(front::remove(&host, out)?),
+            FrontCommand::List { json } => Ok(front::list(json, out)?),
+            FrontCommand::Drain { host, timeout } => Ok(front::drain(&host, std::time::Duration::from_secs(timeout), out)?),
+            FrontCommand::Undrain { host } => Ok(front::undrain(&host, out)?),
+            FrontCommand::Status { json } => Ok(front::status(json, out)?),
+        },
         Command::Https { domains, email, staging, server, hsts } => {
             Ok(admin::https(&HttpsOptions { domains, email, staging, server, hsts }, out)?)
         }
@@ -91,6 +108,11 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The `[backend]` settings `enable`/`scale` write into the socket units.
+fn backend(cli_path: Option<std::path::PathBuf>) -> Result<corepool::config::BackendConfig> {
+    Ok(config::load(&source(cli_path), &config::env_overrides(std::env::vars()))?.config.backend)
 }
 
 /// Serve options given before `serve` and after it: the later ones win.

@@ -37,6 +37,10 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     pub connections: Gauge,
+    /// Requests being handled now (read by `corepool front drain`).
+    pub in_flight: Gauge,
+    /// TCP connections refused because the peer is not in `backend.allow`.
+    pub refused: Counter,
     /// Total requests, also read by the STATUS line for req/s.
     total: Arc<AtomicU64>,
 }
@@ -59,6 +63,10 @@ impl Metrics {
         root.register("http_requests", "HTTP requests by route and status", requests.clone());
         root.register_with_unit("http_request_duration", "HTTP request latency by route", Unit::Seconds, latency.clone());
         root.register("http_open_connections", "Client connections currently open", connections.clone());
+        let in_flight = Gauge::default();
+        root.register("http_requests_in_flight", "Requests being handled now", in_flight.clone());
+        let refused = Counter::default();
+        root.register("tcp_refused", "TCP connections refused: peer not in backend.allow", refused.clone());
         let p = root.sub_registry_with_prefix("pool");
         p.register("queue_depth", "Jobs waiting for a pool thread", pool.queued.clone());
         p.register("busy_threads", "Pool threads running a job", pool.busy.clone());
@@ -71,7 +79,7 @@ impl Metrics {
         ] {
             p.register(format!("jobs_{outcome}"), format!("Pool jobs {outcome}"), c.clone());
         }
-        Metrics { registry: root, requests, latency, connections, total: Arc::new(AtomicU64::new(0)) }
+        Metrics { registry: root, requests, latency, connections, in_flight, refused, total: Arc::new(AtomicU64::new(0)) }
     }
 
     /// Records one finished request.

@@ -42,6 +42,11 @@ pub struct State {
     pub started: Instant,
     shutting_down: AtomicBool,
     next_request: AtomicU64,
+    /// Instances enabled on this host (re-read every second), for `GET /`:
+    /// a remote front's `corepool front add HOST` asks for it.
+    enabled_instances: std::sync::atomic::AtomicUsize,
+    /// TCP peers allowed (`backend.allow`, fixed at start); empty allows all.
+    allow: Vec<ipnet::IpNet>,
     /// Per-request span recorder (`debug.spans`), fixed at start.
     pub spans: Option<crate::trace::Recorder>,
 }
@@ -60,6 +65,17 @@ impl State {
 
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Relaxed)
+    }
+
+    /// Instances enabled on this host as systemd units (0 when run by hand).
+    pub fn enabled_instances(&self) -> usize {
+        self.enabled_instances.load(Ordering::Relaxed)
+    }
+
+    /// Whether a TCP peer may be served (`backend.allow`; empty allows everyone).
+    fn allowed(&self, peer: std::net::IpAddr) -> bool {
+        let peer = peer.to_canonical();
+        self.allow.is_empty() || self.allow.iter().any(|n| n.contains(&peer))
     }
 
     /// A one-line summary, also sent to systemd as `STATUS=`.
@@ -160,6 +176,8 @@ impl App {
             started: Instant::now(),
             shutting_down: AtomicBool::new(false),
             next_request: AtomicU64::new(0),
+            enabled_instances: crate::units::enabled().map(|v| v.len()).unwrap_or(0).into(),
+            allow: cfg.backend.networks(),
             spans: (!cfg.debug.spans.as_os_str().is_empty())
                 .then(|| crate::trace::Recorder::new(&cfg.debug.spans, cfg.instance, cfg.debug.max_spans)),
         });
@@ -190,7 +208,8 @@ struct Server {
 
 impl Server {
     async fn serve(self, acquired: listen::Acquired) -> Result<(), ServeError> {
-        let listener = acquired.listener.into_tokio()?;
+        let listeners = acquired.listeners.into_iter().map(|l| l.into_tokio()).collect::<std::io::Result<Vec<_>>>()?;
+        let mut turn = 0usize;
         let cfg = self.state.config();
         let mut sigterm = signal(SignalKind::terminate())?;
         let mut sigint = signal(SignalKind::interrupt())?;
@@ -216,8 +235,9 @@ impl Server {
                 _ = sigterm.recv() => break "SIGTERM",
                 _ = sigint.recv() => break "SIGINT",
                 _ = sighup.recv() => self.reload(),
-                accepted = accept(&listener, &limit) => match accepted {
+                accepted = accept(&self.state, &listeners, turn, &limit) => match accepted {
                     Ok((conn, permit)) => {
+                        turn = turn.wrapping_add(1);
                         let watcher = graceful.watcher();
                         let state = self.state.clone();
                         let router = self.router.clone();
@@ -249,7 +269,7 @@ impl Server {
         // Stop accepting; under systemd the socket stays open in PID 1, so new
         // connections wait in its backlog for the next instance.
         self.state.shutting_down.store(true, Ordering::Relaxed);
-        drop(listener);
+        drop(listeners);
         let cfg = self.state.config();
         let open = self.state.metrics.connections.get();
         tracing::info!("{why}: draining {open} connections (up to {:?})", cfg.shutdown_timeout);
@@ -309,6 +329,7 @@ fn keep_fixed(old: &Config, mut new: Config) -> Config {
     fixed!(listen);
     fixed!(instance);
     fixed!(pin);
+    fixed!(backend);
     fixed!(pool.threads);
     fixed!(pool.queue);
     fixed!(pool.nice);
@@ -341,23 +362,68 @@ enum Conn {
     Unix(tokio::net::UnixStream),
 }
 
-/// Waits for a connection slot, then for a connection.
-async fn accept(listener: &Listener, limit: &Arc<Semaphore>) -> std::io::Result<(Conn, tokio::sync::OwnedSemaphorePermit)> {
+/// Waits for a connection slot, then for a connection on any listener
+/// (starting with a different one each `turn`, so none starves another).
+/// A TCP peer outside `backend.allow` is reset at once and never served.
+async fn accept(
+    state: &State,
+    listeners: &[Listener],
+    turn: usize,
+    limit: &Arc<Semaphore>,
+) -> std::io::Result<(Conn, tokio::sync::OwnedSemaphorePermit)> {
     let permit = limit.clone().acquire_owned().await.map_err(std::io::Error::other)?;
-    let conn = match listener {
-        Listener::Tcp(l) => {
-            let (s, _) = l.accept().await?;
-            let _ = s.set_nodelay(true);
-            Conn::Tcp(s)
+    loop {
+        let conn = std::future::poll_fn(|cx| {
+            let n = listeners.len();
+            for k in 0..n {
+                let polled = match &listeners[(turn + k) % n] {
+                    Listener::Tcp(l) => l.poll_accept(cx).map_ok(|(s, peer)| (Conn::Tcp(s), Some(peer))),
+                    Listener::Unix(l) => l.poll_accept(cx).map_ok(|(s, _)| (Conn::Unix(s), None)),
+                };
+                if polled.is_ready() {
+                    return polled;
+                }
+            }
+            std::task::Poll::Pending
+        })
+        .await?;
+        match conn {
+            (Conn::Tcp(s), Some(peer)) if !state.allowed(peer.ip()) => {
+                state.metrics.refused.inc();
+                tracing::debug!(%peer, "refused: not in backend.allow");
+                // RST instead of FIN: the peer sees "connection reset", not an empty answer.
+                let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+            }
+            (Conn::Tcp(s), _) => {
+                let _ = s.set_nodelay(true);
+                return Ok((Conn::Tcp(s), permit));
+            }
+            (conn, _) => return Ok((conn, permit)),
         }
-        Listener::Unix(l) => Conn::Unix(l.accept().await?.0),
-    };
-    Ok((conn, permit))
+    }
+}
+
+/// Counts a request in flight for as long as it is handled (also when the
+/// client goes away and hyper drops the handler).
+struct InFlight<'a>(&'a prometheus_client::metrics::gauge::Gauge);
+
+impl<'a> InFlight<'a> {
+    fn new(g: &'a prometheus_client::metrics::gauge::Gauge) -> Self {
+        g.inc();
+        InFlight(g)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// One request: id, dispatch, metrics, access log.
 async fn handle(state: Arc<State>, router: Router, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
+    let _in_flight = InFlight::new(&state.metrics.in_flight);
     let id = request_id(&state, &req);
     let access = state.config.load().log.access;
     let line = access.then(|| (req.method().clone(), req.uri().clone(), req.version()));
@@ -408,6 +474,9 @@ async fn monitor(state: Arc<State>, notifier: Notifier, limit: Arc<Semaphore>, m
     loop {
         tick.tick().await;
         let now = Instant::now();
+        if let Ok(v) = crate::units::enabled() {
+            state.enabled_instances.store(v.len(), Ordering::Relaxed);
+        }
         let total = state.metrics.total_requests();
         let dt = now.duration_since(last.0).as_secs_f64();
         if dt >= 0.9 {

@@ -40,6 +40,101 @@ pub fn socket(i: u32) -> String {
     format!("corepool@{i}.socket")
 }
 
+/// The drop-in that gives instance `i`'s socket unit a TCP listener for a
+/// remote front (`[backend]` in corepool.toml), written by `corepool enable/scale`.
+pub fn backend_dropin_path(i: u32) -> PathBuf {
+    PathBuf::from(format!("/etc/systemd/system/corepool@{i}.socket.d/backend.conf"))
+}
+
+/// The TCP address instance `i` listens on for a remote front, as `ListenStream=` takes it.
+pub fn backend_listen(i: u32, b: &crate::config::BackendConfig) -> String {
+    let port = u32::from(b.port_base) + i;
+    match b.bind.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(a)) => format!("[{a}]:{port}"),
+        Ok(a) => format!("{a}:{port}"),
+        Err(_) => port.to_string(),
+    }
+}
+
+/// The drop-in's text: a second socket (TCP) beside the unix one, reachable
+/// only from `allow`.
+pub fn backend_dropin(i: u32, b: &crate::config::BackendConfig) -> String {
+    let allow: Vec<String> = b.networks().iter().map(|n| n.to_string()).collect();
+    format!(
+        "# Written by `corepool enable/scale` from [backend] in /etc/corepool/corepool.toml.\n\
+         # Edit that file and run `corepool enable N` again instead of this one.\n\
+         [Socket]\n\
+         # Instance {i} also listens on TCP for the nginx front(s) (port_base + {i}).\n\
+         ListenStream={listen}\n\
+         # Bind even if the address is not configured yet at boot.\n\
+         FreeBind=yes\n\
+         # Only the fronts may connect: the kernel drops everyone else where cgroup v2\n\
+         # BPF is available; corepool also resets every TCP peer outside backend.allow.\n\
+         IPAddressAllow={allow}\n\
+         IPAddressDeny=any\n",
+        listen = backend_listen(i, b),
+        allow = allow.join(" "),
+    )
+}
+
+/// Makes the backend drop-ins match `b` for `instances` (written, or removed
+/// when `[backend] allow` is empty) and removes those of every other instance.
+/// Returns the instances whose socket must be re-created to pick up a change.
+pub fn sync_backend_dropins(instances: &[u32], b: &crate::config::BackendConfig) -> Result<Vec<u32>, UnitError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |error| UnitError::Io { path, error }
+    };
+    let mut changed = Vec::new();
+    for &i in instances {
+        let p = backend_dropin_path(i);
+        let old = std::fs::read_to_string(&p).ok();
+        let new = b.enabled().then(|| backend_dropin(i, b));
+        if old == new {
+            continue;
+        }
+        match &new {
+            Some(text) => {
+                let dir = p.parent().unwrap_or(Path::new("/"));
+                std::fs::create_dir_all(dir).map_err(io(dir))?;
+                std::fs::write(&p, text).map_err(io(&p))?;
+            }
+            None => remove_dropin(&p).map_err(io(&p))?,
+        }
+        changed.push(i);
+    }
+    // Instances no longer wanted (scaled down or disabled): their drop-ins go too.
+    if let Ok(entries) = std::fs::read_dir("/etc/systemd/system") {
+        for e in entries.flatten() {
+            let name = e.file_name().into_string().unwrap_or_default();
+            let Some(i) = name.strip_prefix("corepool@").and_then(|n| n.strip_suffix(".socket.d")).and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let p = backend_dropin_path(i);
+            if !instances.contains(&i) && p.exists() {
+                remove_dropin(&p).map_err(io(&p))?;
+                changed.push(i);
+            }
+        }
+    }
+    if !changed.is_empty() {
+        systemctl(&["daemon-reload"])?;
+    }
+    Ok(changed)
+}
+
+/// Removes a drop-in, and its directory if that is left empty.
+fn remove_dropin(p: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(p) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    if let Some(dir) = p.parent() {
+        let _ = std::fs::remove_dir(dir); // fails harmlessly when not empty
+    }
+    Ok(())
+}
+
 /// Fails clearly when systemd is not PID 1.
 pub fn require_systemd() -> Result<(), UnitError> {
     if Path::new("/run/systemd/system").is_dir() {
@@ -145,6 +240,18 @@ mod tests {
         }
         assert_eq!(enabled_in(d.path()).unwrap(), vec![0, 1, 10]);
         assert_eq!(enabled_in(&d.path().join("none")).unwrap(), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn backend_dropin_listens_on_port_base_plus_instance_for_the_fronts_only() {
+        let mut b = crate::config::BackendConfig { allow: vec!["10.0.0.1".into(), "10.9.0.0/16".into()], ..Default::default() };
+        let d = backend_dropin(3, &b);
+        assert!(d.contains("\nListenStream=7003\n"), "{d}");
+        assert!(d.contains("\nIPAddressAllow=10.0.0.1/32 10.9.0.0/16\nIPAddressDeny=any\n"), "{d}");
+        b.bind = "10.0.0.2".into();
+        assert_eq!(backend_listen(1, &b), "10.0.0.2:7001");
+        b.bind = "fd00::2".into();
+        assert_eq!(backend_listen(0, &b), "[fd00::2]:7000");
     }
 
     #[test]

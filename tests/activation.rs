@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 use common::*;
 use nix::sys::signal::Signal;
 
-fn socket_activate(listen: &str, extra: &[&str]) -> (std::process::Child, mpsc::Receiver<String>) {
+fn socket_activate(listens: &[&str], extra: &[&str]) -> (std::process::Child, mpsc::Receiver<String>) {
     let tool = "/usr/bin/systemd-socket-activate";
     assert!(std::path::Path::new(tool).exists(), "{tool} is required (package systemd); .ci/run installs it");
     let mut child = Command::new(tool)
-        .args(["-l", listen, "--", BIN, "--log-format", "human"])
+        .args(listens.iter().flat_map(|l| ["-l", l]))
+        .args(["--", BIN, "--log-format", "human"])
         .args(extra)
         .env_remove("LISTEN_FDS")
         .env_remove("NOTIFY_SOCKET")
@@ -50,7 +51,7 @@ fn unix_socket_activation_starts_on_first_connection() {
     let dir = tempdir();
     let sock = dir.path().join("0.sock");
     let fallback = format!("127.0.0.1:{}", free_port());
-    let (mut child, log) = socket_activate(sock.to_str().unwrap(), &["--instance", "4", "--listen", &fallback]);
+    let (mut child, log) = socket_activate(&[sock.to_str().unwrap()], &["--instance", "4", "--listen", &fallback]);
     wait_for("socket file", || sock.exists());
     std::thread::sleep(Duration::from_millis(100));
     assert_ne!(comm(child.id()), "corepool", "not started before the first connection");
@@ -76,7 +77,7 @@ fn unix_socket_activation_starts_on_first_connection() {
 #[test]
 fn tcp_socket_activation() {
     let addr = format!("127.0.0.1:{}", free_port());
-    let (mut child, _log) = socket_activate(&addr, &[]);
+    let (mut child, _log) = socket_activate(&[&addr], &[]);
     wait_for("tcp listener", || std::net::TcpStream::connect(&addr).is_ok());
     let r = http(&addr, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     assert_eq!(r.status, 200);
@@ -194,6 +195,46 @@ fn notify_ready_status_watchdog_and_stopping() {
     s.signal(Signal::SIGTERM);
     next_matching(&rx, "STOPPING=1");
     assert_eq!(s.wait_exit(), Some(0));
+}
+
+/// A backend host's instance: the unit's unix socket and its TCP socket for a
+/// remote front come together (LISTEN_FDS=2); TCP peers outside backend.allow
+/// are reset without an answer, and counted.
+#[test]
+fn unix_and_tcp_sockets_together_and_peers_outside_backend_allow_reset() {
+    let dir = tempdir();
+    let sock = dir.path().join("0.sock");
+    let tcp = format!("127.0.0.1:{}", free_port());
+    let (mut child, log) = socket_activate(&[sock.to_str().unwrap(), &tcp], &["--set", r#"backend.allow=["127.0.0.1"]"#]);
+    wait_for("socket file", || sock.exists());
+    let unix = format!("unix:{}", sock.display());
+    let get = "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    assert_eq!(http(&unix, get).json()["pid"], child.id());
+    assert_eq!(http(&tcp, get).json()["pid"], child.id(), "the TCP socket is served by the same process");
+    let started = log.iter().find(|l| l.contains("serving on")).unwrap();
+    assert!(started.contains(&format!("unix:{} and {tcp} (systemd)", sock.display())), "{started}");
+
+    // 127.0.0.2 is loopback too, but not in backend.allow.
+    for _ in 0..3 {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.bind(&"127.0.0.2:0".parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
+        s.connect(&tcp.parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
+        let mut s: std::net::TcpStream = s.into();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        // The reset may already have failed the write; then the read sees the end.
+        let wrote = std::io::Write::write_all(&mut s, get.as_bytes());
+        let mut buf = [0u8; 64];
+        match std::io::Read::read(&mut s, &mut buf) {
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+            Ok(0) => assert!(wrote.is_err(), "closed without a reset"),
+            Ok(n) => panic!("a peer outside backend.allow got {n} bytes: {:?}", String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    let metrics = http(&unix, "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").body;
+    assert!(metrics.contains("corepool_tcp_refused_total{instance=\"0\"} 3"), "{metrics}");
+    assert_eq!(http(&tcp, get).status, 200, "still serving allowed peers");
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 #[test]
