@@ -149,6 +149,9 @@ fn explain(e: &ClientError, host: &str) -> String {
             std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::BrokenPipe => {
                 format!("connection reset: {host} refuses this front (add this front's address to [backend] allow on {host})")
             }
+            std::io::ErrorKind::HostUnreachable | std::io::ErrorKind::NetworkUnreachable => {
+                format!("unreachable: {error} (host down, or no route to it)")
+            }
             std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
                 format!("no answer within {}s (host down, or a firewall drops the packets)", PROBE_TIMEOUT.as_secs())
             }
@@ -282,12 +285,10 @@ pub fn drain(name: &str, timeout: Duration, out: &mut dyn Write) -> Result<(), F
         return Err(FrontError::Refused(format!("draining {name} would leave nginx no server to send requests to; nothing changed")));
     }
     let started = Instant::now();
-    let old_workers = nginx::worker_pids();
-    commit(&front)?;
-    writeln!(out, "front: {name} marked down; nginx checked and reloaded")?;
     let deadline = started + timeout;
-    let gone = wait_until(deadline, || nginx::worker_pids().iter().all(|p| !old_workers.contains(p)));
-    if !gone {
+    let switched = commit_and_wait(&front, deadline)?;
+    writeln!(out, "front: {name} marked down; nginx checked and reloaded")?;
+    if !switched {
         return Err(FrontError::Refused(format!(
             "{name} is drained, but nginx workers of the previous configuration still run after {}s (long requests?)",
             timeout.as_secs()
@@ -320,14 +321,26 @@ fn wait_until(deadline: Instant, mut done: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// `corepool front undrain HOST`.
+/// `corepool front undrain HOST`: returns once nginx sends requests to it again.
 pub fn undrain(name: &str, out: &mut dyn Write) -> Result<(), FrontError> {
     require("front undrain")?;
     let mut front = load()?;
     find(&mut front, name)?.drained = false;
-    commit(&front)?;
+    if !commit_and_wait(&front, Instant::now() + Duration::from_secs(60))? {
+        writeln!(out, "front: {name} is back in the upstream, but nginx workers of the previous configuration still run")?;
+        return Ok(());
+    }
     writeln!(out, "front: {name} back in the upstream; nginx checked and reloaded")?;
     Ok(())
+}
+
+/// `commit`, then waits (until `deadline`) for the nginx workers of the
+/// previous configuration to exit: a reload returns before nginx has switched,
+/// and those workers finish their requests (and may start new ones) first.
+fn commit_and_wait(front: &Front, deadline: Instant) -> Result<bool, FrontError> {
+    let old_workers = nginx::worker_pids();
+    commit(front)?;
+    Ok(wait_until(deadline, || nginx::worker_pids().iter().all(|p| !old_workers.contains(p))))
 }
 
 /// One remote instance in `corepool status` / `front status`.

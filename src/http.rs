@@ -264,9 +264,10 @@ struct PoolView {
 }
 
 #[derive(Serialize)]
-struct IndexView {
+struct IndexView<'a> {
     service: &'static str,
     version: &'static str,
+    host: &'a str,
     instance: u32,
     pid: u32,
     cpu: Option<usize>,
@@ -283,6 +284,7 @@ async fn index(_req: Request<Incoming>, ctx: Ctx) -> HandlerResult {
     json(&IndexView {
         service: "corepool",
         version: env!("CARGO_PKG_VERSION"),
+        host: &ctx.hostname,
         instance: ctx.instance,
         pid: ctx.pid,
         cpu: ctx.cpu,

@@ -45,6 +45,8 @@ pub struct State {
     /// Instances enabled on this host (re-read every second), for `GET /`:
     /// a remote front's `corepool front add HOST` asks for it.
     enabled_instances: std::sync::atomic::AtomicUsize,
+    /// This machine's name (which host answered, behind a front).
+    pub hostname: String,
     /// TCP peers allowed (`backend.allow`, fixed at start); empty allows all.
     allow: Vec<ipnet::IpNet>,
     /// Per-request span recorder (`debug.spans`), fixed at start.
@@ -177,6 +179,7 @@ impl App {
             shutting_down: AtomicBool::new(false),
             next_request: AtomicU64::new(0),
             enabled_instances: crate::units::enabled().map(|v| v.len()).unwrap_or(0).into(),
+            hostname: nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default(),
             allow: cfg.backend.networks(),
             spans: (!cfg.debug.spans.as_os_str().is_empty())
                 .then(|| crate::trace::Recorder::new(&cfg.debug.spans, cfg.instance, cfg.debug.max_spans)),

@@ -26,6 +26,23 @@ ct_pid() { cat "$STATE/$1.pid" 2>/dev/null || true; }
 log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "FATAL: $*"; exit 1; }
 
+# build_debs DIR: builds the package under test and a version-bumped copy (for
+# the upgrade tests) into DIR; sets DEB, DEB_NEXT and their basenames
+# DEB_NAME, DEB_NEXT_NAME.
+build_debs() {
+    local dir=$1
+    log "building packages"
+    # (cargo-deb empties its output directory on each build: keep copies.)
+    rm -rf "$dir" && mkdir -p "$dir"
+    cp "$(packaging/build-deb)" "$dir/"
+    cp "$(packaging/build-deb --deb-version 0.1.0-2)" "$dir/"
+    DEB=$(ls "$dir"/corepool_*-1_*.deb)
+    DEB_NEXT=$(ls "$dir"/corepool_0.1.0-2_*.deb)
+    [[ -f $DEB && -f $DEB_NEXT ]] || die "package build failed"
+    # shellcheck disable=SC2034 # used by the scripts that source this one
+    DEB_NAME=$(basename "$DEB") DEB_NEXT_NAME=$(basename "$DEB_NEXT")
+}
+
 # Builds the cached rootfs if it is not there yet.
 ensure_base() {
     if [[ -f $BASE/.complete ]]; then
@@ -55,6 +72,8 @@ ct_create() {
     rm -rf "$dir"
     mkdir -p "$WORK"
     cp -a --reflink=auto "$BASE" "$dir"
+    # Its own name (debootstrap copied this machine's); a plain file, not a symlink.
+    rm -f "$dir/etc/hostname" && echo "$name" >"$dir/etc/hostname"
     local deb
     for deb in "$@"; do
         cp "$deb" "$dir/var/tmp/"
@@ -67,10 +86,13 @@ ct_create() {
     fi
 }
 
-# ct_boot NAME: boots the container and waits for systemd to finish starting.
+# ct_boot NAME [NETWORK]: boots the container and waits for systemd to finish
+# starting. NETWORK is nspawn's network option (default --private-network: no
+# network but loopback; the scale-out test gives each container a namespace of
+# the network it builds with --network-namespace-path=).
 ct_boot() {
-    local name=$1 dir="$WORK/$1"
-    systemd-nspawn -D "$dir" --register=no --keep-unit -b --console=passive --private-network \
+    local name=$1 dir="$WORK/$1" network=${2:---private-network}
+    systemd-nspawn -D "$dir" --register=no --keep-unit -b --console=passive "$network" \
         -M "$name" >"$WORK/$name.console" 2>&1 &
     local nspawn=$!
     mkdir -p "$STATE"
@@ -108,7 +130,10 @@ ct() {
     local pid
     pid=$(ct_pid "$name")
     [[ -n $pid && $pid != 0 ]] || die "container $name is not running"
-    nsenter -t "$pid" -a -- "$@"
+    # A clean environment, as a login on that machine would have: nothing of
+    # this shell's (a COREPOOL_* variable here would configure corepool there).
+    nsenter -t "$pid" -a -- env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        HOME=/root LANG=C.UTF-8 "$@"
 }
 
 # ct_sh NAME SCRIPT: runs a bash script inside the container.
@@ -147,6 +172,37 @@ ct_destroy_all() {
     if [[ -z ${COREPOOL_TEST_KEEP:-} ]]; then
         rm -rf "$WORK"
     fi
+}
+
+# pebble_start NAME: a local ACME server in container NAME (never a real CA):
+# pebble with a throwaway CA for its API on 127.0.0.1:14000, validating
+# HTTP-01 against port 80 there; pebble-challtestsrv answers its DNS with 127.0.0.1.
+pebble_start() {
+    local name=$1 i
+    ct_sh "$name" "mkdir -p /etc/pebble && cd /etc/pebble &&
+        openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=test-ca -keyout ca.key -out ca.pem 2>/dev/null &&
+        openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout key.pem -out api.csr 2>/dev/null &&
+        printf 'subjectAltName=IP:127.0.0.1\n' > san.ext &&
+        openssl x509 -req -in api.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile san.ext -out cert.pem 2>/dev/null &&
+        cat > config.json <<'JSON'
+{\"pebble\": {\"listenAddress\": \"127.0.0.1:14000\", \"managementListenAddress\": \"127.0.0.1:15000\",
+ \"certificate\": \"/etc/pebble/cert.pem\", \"privateKey\": \"/etc/pebble/key.pem\",
+ \"httpPort\": 80, \"tlsPort\": 5001, \"ocspResponderURL\": \"\", \"externalAccountBindingRequired\": false}}
+JSON"
+    ct "$name" systemd-run -q --unit pebble-dns pebble-challtestsrv -http01 "" -https01 "" -tlsalpn01 "" \
+        -dns01 127.0.0.1:8053 -defaultIPv4 127.0.0.1 -defaultIPv6 ""
+    # NONCEREJECT=0: pebble otherwise rejects 5% of nonces on purpose.
+    ct "$name" systemd-run -q --unit pebble -E PEBBLE_VA_NOSLEEP=1 -E PEBBLE_WFE_NONCEREJECT=0 pebble -config /etc/pebble/config.json -dnsserver 127.0.0.1:8053
+    for ((i = 0; i < 100; i++)); do
+        ct "$name" curl -s --cacert /etc/pebble/ca.pem -o /dev/null https://127.0.0.1:14000/dir && return 0
+        sleep 0.1
+    done
+    fail "pebble did not start in container $name"
+}
+
+# pebble_root NAME: saves pebble's issuing root (what clients trust) as /var/tmp/pebble-root.pem.
+pebble_root() {
+    ct_sh "$1" "curl -s --cacert /etc/pebble/ca.pem https://127.0.0.1:15000/roots/0 > /var/tmp/pebble-root.pem"
 }
 
 # ---- assertions and bookkeeping ----
@@ -220,6 +276,24 @@ load() {
         --parallel --parallel-max "$par" "$@" "$url${sep}load=[1-$count]" 2>/dev/null |
         awk '{ n++; if ($1 != "200") { f++; c[$1]++ } if ($2 > m) m = $2 }
              END { printf "%d %d %.3f", n, f + 0, m + 0; for (k in c) printf " %s:%d", k, c[k]; printf "\n" }'
+}
+
+# load_rounds NAME STOPFILE OUT URL [CURL ARGS...]: `load` in rounds of 2000
+# requests (16 at a time) until STOPFILE exists, one result line per round in
+# OUT: a bounded load that lasts as long as the operation under test.
+load_rounds() {
+    local name=$1 stop=$2 out=$3
+    shift 3
+    : >"$out"
+    while [[ ! -e $stop ]]; do
+        # A failed request fails curl, and then this pipeline; it is counted in OUT.
+        load "$name" 2000 16 "$@" >>"$out" || true
+    done
+}
+
+# load_total OUT: "<total> <failed>" over the rounds in OUT.
+load_total() {
+    awk '{ t += $1; f += $2 } END { printf "%d %d\n", t, f }' "$1"
 }
 
 # ms_since START_NS: milliseconds since a `date +%s%N` reading.
