@@ -1,5 +1,6 @@
-//! Socket acquisition: take the listener systemd passed us (socket activation,
-//! `LISTEN_FDS`/`LISTEN_PID`), or bind `listen` ourselves when run by hand.
+//! Socket acquisition: take the listeners systemd passed us (socket activation,
+//! `LISTEN_FDS`/`LISTEN_PID`: the unit's unix socket, plus a TCP one on a
+//! backend host of a remote front), or bind `listen` ourselves when run by hand.
 //!
 //! Binding is only allowed when `LISTEN_FDS` is absent; a present but malformed
 //! `LISTEN_FDS` (or one meant for another process) is a startup error, because
