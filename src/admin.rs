@@ -64,7 +64,9 @@ pub enum AdminError {
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 const QUERY_TIMEOUT: Duration = Duration::from_secs(1);
 
-fn require(command: &str) -> Result<(), AdminError> {
+/// Fails clearly unless this is a systemd host and we are root (checked
+/// before anything else, e.g. reading the root-only configuration).
+pub fn require(command: &str) -> Result<(), AdminError> {
     units::require_systemd()?;
     units::require_root(command)?;
     Ok(())

@@ -49,9 +49,15 @@ fn run(cli: Cli) -> Result<()> {
     let count = |s: &str| s.parse::<Count>().map_err(anyhow::Error::msg);
     match command {
         Command::Serve(args) => serve(source(cli.config), args),
-        Command::Enable { count: c, lazy } => Ok(admin::enable(count(&c)?, lazy, &backend(cli.config)?, out)?),
+        Command::Enable { count: c, lazy } => {
+            admin::require("enable")?;
+            Ok(admin::enable(count(&c)?, lazy, &backend(cli.config)?, out)?)
+        }
         Command::Disable => Ok(admin::disable(out)?),
-        Command::Scale { count: c } => Ok(admin::scale(count(&c)?, &backend(cli.config)?, out)?),
+        Command::Scale { count: c } => {
+            admin::require("scale")?;
+            Ok(admin::scale(count(&c)?, &backend(cli.config)?, out)?)
+        }
         Command::Reload { instance } => Ok(admin::reload(instance, out)?),
         Command::Restart => Ok(admin::restart(out)?),
         Command::Status { json } => Ok(admin::status(json, out)?),
