@@ -279,10 +279,8 @@ fn proc_usage(pid: u32) -> (Option<u64>, Option<u64>) {
     let rss = std::fs::read_to_string(format!("/proc/{pid}/status")).ok().and_then(|s| {
         s.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok()).map(|kb| kb * 1024)
     });
-    let cpu = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| {
-        // Fields after the ")" that ends the command name; utime and stime are the 12th and 13th.
-        let rest = s.rsplit_once(')')?.1;
-        let f: Vec<&str> = rest.split_whitespace().collect();
+    let cpu = units::proc_stat(pid).and_then(|f| {
+        // utime and stime: the 12th and 13th fields after the command name.
         let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
         let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100) as u64;
         Some(ticks * 1000 / hz.max(1))
@@ -443,11 +441,11 @@ pub fn render_table(rows: &[Row]) -> String {
 /// hosts' (`--json` gives this host's rows; `front status --json` the others).
 pub fn status(json: bool, out: &mut dyn Write) -> Result<(), AdminError> {
     let rows = collect()?;
-    let front = crate::front::load().map_err(|e| AdminError::Refused(e.to_string()))?;
     if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&rows).map_err(std::io::Error::other)?)?;
         return Ok(());
     }
+    let front = crate::front::load().map_err(|e| AdminError::Refused(e.to_string()))?;
     if !rows.is_empty() {
         write!(out, "{}", render_table(&rows))?;
     } else if front.hosts.is_empty() {
@@ -457,7 +455,7 @@ pub fn status(json: bool, out: &mut dyn Write) -> Result<(), AdminError> {
         if !rows.is_empty() {
             writeln!(out)?;
         }
-        writeln!(out, "Hosts behind this front (nginx: its error log of the last {} s; health: /healthz):", 2 * nginx::REMOTE_FAIL_TIMEOUT_S)?;
+        writeln!(out, "Hosts behind this front (nginx: its error log of the last {} s; health: /healthz):", crate::front::FAILING_WINDOW.as_secs())?;
         write!(out, "{}", crate::front::render_status(&crate::front::collect(&front)))?;
     }
     Ok(())

@@ -24,7 +24,7 @@ pub const STATE_PATH: &str = "/etc/corepool/front.toml";
 pub const NGINX_ERROR_LOG: &str = "/var/log/nginx/error.log";
 /// A server with an error logged this recently is shown as failing (twice
 /// the upstream's `fail_timeout`, during which nginx keeps it out).
-const FAILING_WINDOW: Duration = Duration::from_secs(2 * nginx::REMOTE_FAIL_TIMEOUT_S);
+pub const FAILING_WINDOW: Duration = Duration::from_secs(2 * nginx::REMOTE_FAIL_TIMEOUT_S);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// One backend host.

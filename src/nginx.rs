@@ -194,12 +194,7 @@ pub fn worker_pids() -> Vec<u32> {
     entries
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| s.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse::<u32>().ok())
-                == Some(master)
-        })
+        .filter(|&pid| units::proc_stat(pid).and_then(|f| f.get(1)?.parse::<u32>().ok()) == Some(master))
         .collect()
 }
 

@@ -135,6 +135,13 @@ fn remove_dropin(p: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The fields of `/proc/PID/stat` after the command name (which may hold
+/// spaces and parentheses): state, ppid, … (field 3 of proc(5) is index 0).
+pub fn proc_stat(pid: u32) -> Option<Vec<String>> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    Some(s.rsplit_once(')')?.1.split_whitespace().map(String::from).collect())
+}
+
 /// Fails clearly when systemd is not PID 1.
 pub fn require_systemd() -> Result<(), UnitError> {
     if Path::new("/run/systemd/system").is_dir() {
@@ -252,6 +259,13 @@ mod tests {
         assert_eq!(backend_listen(1, &b), "10.0.0.2:7001");
         b.bind = "fd00::2".into();
         assert_eq!(backend_listen(0, &b), "[fd00::2]:7000");
+    }
+
+    #[test]
+    fn proc_stat_reads_fields_after_the_command_name() {
+        let f = proc_stat(std::process::id()).unwrap();
+        assert_eq!(f[1], nix::unistd::getppid().to_string(), "{f:?}");
+        assert!(proc_stat(u32::MAX).is_none());
     }
 
     #[test]
