@@ -474,6 +474,15 @@ pub fn nginx_enable(out: &mut dyn Write) -> Result<(), AdminError> {
     Ok(())
 }
 
+/// A DNS name: dot-separated labels of letters, digits and `-` (not first),
+/// 1..=63 bytes each, at most 253 in all. Checked before a name reaches
+/// certbot or the resolver.
+pub fn is_dns_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+}
+
 /// Options of `corepool https`.
 #[derive(Debug, Clone, Default)]
 pub struct HttpsOptions {
@@ -489,8 +498,7 @@ pub struct HttpsOptions {
 pub fn https(o: &HttpsOptions, out: &mut dyn Write) -> Result<(), AdminError> {
     require("https")?;
     for d in &o.domains {
-        let ok = !d.is_empty() && d.len() <= 253 && d.split('.').all(|l| !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
-        if !ok {
+        if !is_dns_name(d) {
             return Err(AdminError::Refused(format!("`{d}` is not a valid domain name")));
         }
     }
@@ -581,6 +589,16 @@ mod tests {
         assert!(lines[2].starts_with("1 ") && lines[2].contains("inactive/dead") && lines[2].contains("listening"), "{t}");
         assert!(lines[3].starts_with("2*") && lines[3].contains("UNRESPONSIVE"), "{t}");
         assert!(t.ends_with("* loaded but not enabled\n"));
+    }
+
+    #[test]
+    fn dns_names() {
+        for ok in ["app.test", "a-1.example.com", "app1", "x".repeat(63).as_str()] {
+            assert!(is_dns_name(ok), "{ok}");
+        }
+        for bad in ["", "-x", "a..b", "a b", "a_b.test", "ä.test", "x".repeat(64).as_str(), "a;b"] {
+            assert!(!is_dns_name(bad), "{bad}");
+        }
     }
 
     #[test]

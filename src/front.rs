@@ -115,16 +115,9 @@ fn require(command: &str) -> Result<(), FrontError> {
     Ok(())
 }
 
-fn valid_name(s: &str) -> bool {
-    s.parse::<IpAddr>().is_ok()
-        || (!s.is_empty()
-            && s.len() <= 253
-            && s.split('.').all(|l| !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')))
-}
-
 /// The host's address (IPv4 preferred, as most LANs are).
 fn resolve(host: &str, port: u16) -> Result<IpAddr, FrontError> {
-    if !valid_name(host) {
+    if host.parse::<IpAddr>().is_err() && !crate::admin::is_dns_name(host) {
         return Err(FrontError::BadName(host.into()));
     }
     let addrs: Vec<SocketAddr> = (host, port)
