@@ -280,12 +280,13 @@ load() {
 
 # load_rounds NAME STOPFILE OUT URL [CURL ARGS...]: `load` in rounds of 2000
 # requests (16 at a time) until STOPFILE exists, one result line per round in
-# OUT: a bounded load that lasts as long as the operation under test.
+# OUT: a load that lasts as long as the operation under test, and never more
+# than LOAD_ROUNDS_MAX_S (120) seconds, even if nobody creates STOPFILE.
 load_rounds() {
-    local name=$1 stop=$2 out=$3
+    local name=$1 stop=$2 out=$3 deadline=$((SECONDS + ${LOAD_ROUNDS_MAX_S:-120}))
     shift 3
     : >"$out"
-    while [[ ! -e $stop ]]; do
+    while [[ ! -e $stop ]] && ((SECONDS < deadline)); do
         # A failed request fails curl, and then this pipeline; it is counted in OUT.
         load "$name" 2000 16 "$@" >>"$out" || true
     done
