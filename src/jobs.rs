@@ -7,8 +7,9 @@ use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Params, Version};
 use sha2::Digest;
 
-use crate::config::PasswordConfig;
-use crate::pool::Cancel;
+use corepool::pool::Cancel;
+
+use crate::PasswordConfig;
 
 /// How often (in iterations) the compute loop looks at its cancel flag.
 const CANCEL_CHECK_EVERY: u64 = 1 << 20;

@@ -71,7 +71,7 @@ fn metrics_count_requests_and_jobs() {
     let m = s.get("/metrics");
     assert_eq!(m.status, 200);
     assert!(m.header("content-type").unwrap().starts_with("application/openmetrics-text"));
-    assert!(m.body.contains(r#"corepool_http_requests_total{instance="0",route="/",status="200"} 1"#), "{}", m.body);
+    assert!(m.body.contains(r#"corepool_http_requests_total{route="/",status="200"} 1"#), "{}", m.body);
     assert!(m.body.contains(r#"route="unmatched",status="404"} 1"#));
     assert!(m.body.contains("corepool_http_request_duration_seconds_bucket"));
     assert!(m.body.contains("corepool_http_open_connections"));
@@ -265,7 +265,7 @@ fn routes_and_methods() {
     assert!(r.error().contains("/no/such/thing"));
     let r = s.post("/compute?n=1", "");
     assert_eq!(r.status, 405);
-    assert_eq!(r.header("allow"), Some("GET"));
+    assert_eq!(r.header("allow"), Some("GET,HEAD"));
     assert_eq!(r.error(), "POST not allowed on /compute");
     let r = s.get("/v1/hash");
     assert_eq!(r.status, 405);

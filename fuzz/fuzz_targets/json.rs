@@ -4,9 +4,8 @@
 //! cap lets through verifies in well under a millisecond).
 #![no_main]
 
-use corepool::config::PasswordConfig;
-use corepool::http::{parse_json, PasswordHashReq, PasswordVerifyReq};
-use corepool::jobs;
+use corepool_demo::{jobs, PasswordConfig, PasswordHashReq, PasswordVerifyReq};
+use corepool_runtime::http::parse_json;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

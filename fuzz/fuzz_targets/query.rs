@@ -2,7 +2,7 @@
 //! `/compute?n=`: a value within bounds, or a 400, never a panic.
 #![no_main]
 
-use corepool::http::{parse_u64_param, query_value};
+use corepool_runtime::http::{parse_u64_param, query_value};
 use libfuzzer_sys::fuzz_target;
 
 const MAX: u64 = 10_000_000_000;

@@ -8,7 +8,8 @@
 
 CACHE=${COREPOOL_TEST_CACHE:-/var/cache/corepool-test}
 WORK=${COREPOOL_TEST_WORK:-/var/tmp/corepool-system}
-MIRROR=${COREPOOL_TEST_MIRROR:-http://deb.debian.org/debian}
+# A Debian mirror for debootstrap; empty: debootstrap's default (the Debian archive).
+MIRROR=${COREPOOL_TEST_MIRROR:-}
 # In the rootfs from the start: what a minimal Debian server has.
 BASE_INCLUDE="systemd,systemd-sysv,dbus,curl,ca-certificates,procps,iproute2,util-linux"
 # Test tools, installed after debootstrap (python packages fail in --include):
@@ -32,10 +33,9 @@ die() { log "FATAL: $*"; exit 1; }
 build_debs() {
     local dir=$1
     log "building packages"
-    # (cargo-deb empties its output directory on each build: keep copies.)
     rm -rf "$dir" && mkdir -p "$dir"
-    cp "$(packaging/build-deb)" "$dir/"
-    cp "$(packaging/build-deb --deb-version 0.1.0-2)" "$dir/"
+    packaging/build-deb --output "$dir" >/dev/null
+    packaging/build-deb --output "$dir" --deb-version 0.1.0-2 >/dev/null
     DEB=$(ls "$dir"/corepool_*-1_*.deb)
     DEB_NEXT=$(ls "$dir"/corepool_0.1.0-2_*.deb)
     [[ -f $DEB && -f $DEB_NEXT ]] || die "package build failed"
@@ -52,7 +52,8 @@ ensure_base() {
     local tmp="$BASE.tmp"
     rm -rf "$tmp"
     log "building rootfs $BASE (debootstrap, about a minute)"
-    debootstrap --variant=minbase --include="$BASE_INCLUDE" bookworm "$tmp" "$MIRROR" >"$CACHE/debootstrap.log" 2>&1 ||
+    # shellcheck disable=SC2086 # no mirror argument at all when MIRROR is empty
+    debootstrap --variant=minbase --include="$BASE_INCLUDE" bookworm "$tmp" ${MIRROR} >"$CACHE/debootstrap.log" 2>&1 ||
         die "debootstrap failed; see $CACHE/debootstrap.log"
     # shellcheck disable=SC2086
     systemd-nspawn -q -D "$tmp" --register=no --keep-unit \

@@ -1,0 +1,285 @@
+//! Operator commands on top of systemd, with PM2's comfort: enable, scale or
+//! disable the per-core set, rolling reload, restart, the nginx site. No
+//! daemon of our own: systemd manages the processes, this only drives it.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use corepool_runtime::config::BackendConfig;
+use corepool_runtime::ServiceName;
+
+use crate::client;
+use crate::nginx::{self, NginxError};
+use crate::units::{self, UnitError};
+
+/// How many instances: a number, or `max` (one per CPU this machine lets us use).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Count {
+    Max,
+    N(u32),
+}
+
+impl std::str::FromStr for Count {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Count, String> {
+        match s {
+            "max" => Ok(Count::Max),
+            _ => s
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=1024).contains(n))
+                .map(Count::N)
+                .ok_or_else(|| format!("`{s}` is not `max` or a number of instances from 1 to 1024")),
+        }
+    }
+}
+
+impl Count {
+    pub fn resolve(self) -> u32 {
+        match self {
+            Count::N(n) => n,
+            Count::Max => corepool_runtime::affinity::allowed_cpus().len().max(1) as u32,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error(transparent)]
+    Unit(#[from] UnitError),
+    #[error(transparent)]
+    Nginx(#[from] NginxError),
+    #[error("{unit} did not become ready: {detail}\nlast journal lines of {unit}:\n{journal}")]
+    NotReady { unit: String, detail: String, journal: String },
+    #[error("no {0} instances are enabled (run: {0} enable max)")]
+    NoneEnabled(String),
+    #[error("{0}")]
+    Refused(String),
+    #[error("writing output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+const QUERY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Fails clearly unless this is a systemd host and we are root (checked
+/// before anything else, e.g. reading the root-only configuration).
+pub fn require(n: &ServiceName, command: &str) -> Result<(), AdminError> {
+    units::require_systemd()?;
+    units::require_root(n, command)?;
+    Ok(())
+}
+
+/// Asks an instance who it is (`/healthz` over its socket); None if it does not answer.
+pub fn identity(n: &ServiceName, i: u32, timeout: Duration) -> Option<serde_json::Value> {
+    match client::get(&n.socket_addr(i), "/healthz", timeout) {
+        Ok((200, body)) => serde_json::from_str(&body).ok(),
+        _ => None,
+    }
+}
+
+/// Waits until instance `i` answers `/readyz` (starting it through its socket if needed).
+fn wait_ready(n: &ServiceName, i: u32, out: &mut dyn Write) -> Result<(), AdminError> {
+    let started = Instant::now();
+    write!(out, "  {n}@{i}: waiting for ready ")?;
+    out.flush()?;
+    let mut last = String::new();
+    let mut dots = Instant::now();
+    while started.elapsed() < READY_TIMEOUT {
+        match client::get(&n.socket_addr(i), "/readyz", Duration::from_secs(2)) {
+            Ok((200, _)) => {
+                let id = identity(n, i, QUERY_TIMEOUT).unwrap_or_default();
+                writeln!(out, "ready in {} ms (pid {}, cpu {})", started.elapsed().as_millis(), id["pid"], id["cpu"])?;
+                return Ok(());
+            }
+            Ok((status, body)) => last = format!("/readyz answered {status}: {body}"),
+            Err(e) => last = e.to_string(),
+        }
+        let state = units::show(&[n.service_unit(i)], &["ActiveState"])?;
+        if state.first().and_then(|m| m.get("ActiveState")).is_some_and(|s| s == "failed") {
+            break;
+        }
+        if dots.elapsed() > Duration::from_millis(250) {
+            write!(out, ".")?;
+            out.flush()?;
+            dots = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    writeln!(out, "FAILED")?;
+    Err(not_ready(n, i, last))
+}
+
+/// An instance that did not come up, with its journal's last lines.
+fn not_ready(n: &ServiceName, i: u32, detail: String) -> AdminError {
+    AdminError::NotReady { unit: n.service_unit(i), detail, journal: units::journal_tail(&n.service_unit(i), 10) }
+}
+
+/// `enable`/`scale`/`disable`: make instances 0..count the enabled, running set.
+///
+/// Scaling down takes instances out of nginx first, then stops them; scaling
+/// up starts them, waits for readiness (unless `lazy`), then adds them to nginx.
+pub fn set_count(n: &ServiceName, count: u32, lazy: bool, backend: &BackendConfig, out: &mut dyn Write) -> Result<(), AdminError> {
+    if backend.enabled() && u32::from(backend.port_base) + count > 65536 {
+        return Err(AdminError::Refused(format!("[backend] port_base {} + {count} instances does not fit below port 65536", backend.port_base)));
+    }
+    let current: BTreeSet<u32> = units::enabled(n)?.into_iter().collect();
+    let desired: BTreeSet<u32> = (0..count).collect();
+    let removed: Vec<u32> = current.difference(&desired).copied().collect();
+    let added: Vec<u32> = desired.difference(&current).copied().collect();
+    let desired_list: Vec<u32> = desired.iter().copied().collect();
+    let nginx = nginx::installed();
+
+    if !removed.is_empty() {
+        if nginx && count > 0 {
+            nginx::sync(n, &desired_list)?;
+            writeln!(out, "nginx: upstream now {} instance(s), reloaded", desired.len())?;
+        }
+        for &i in &removed {
+            units::systemctl(&["disable", "--now", "--quiet", &n.socket_unit(i)])?;
+            units::systemctl(&["stop", &n.service_unit(i)])?;
+            writeln!(out, "{n}@{i}: stopped and disabled")?;
+        }
+    }
+    // TCP sockets for a remote front ([backend]): a running instance whose
+    // socket changes is stopped, and its socket re-created (a brief pause for it).
+    for i in units::sync_backend_dropins(n, &desired_list, backend)? {
+        if current.contains(&i) && desired.contains(&i) {
+            units::systemctl(&["stop", &n.service_unit(i), &n.socket_unit(i)])?;
+            units::systemctl(&["start", &n.socket_unit(i)])?;
+            writeln!(out, "{n}@{i}: socket re-created for the changed [backend] settings")?;
+        }
+    }
+    let target = n.target_unit();
+    if count == 0 {
+        units::systemctl(&["disable", "--now", "--quiet", &target])?;
+        writeln!(out, "{target}: disabled; no instances remain")?;
+        return Ok(());
+    }
+    for &i in &added {
+        units::systemctl(&["enable", "--now", "--quiet", &n.socket_unit(i)])?;
+        let tcp = if backend.enabled() {
+            format!(" and TCP {} (for {})", units::backend_listen(i, backend), backend.allow.join(", "))
+        } else {
+            String::new()
+        };
+        writeln!(out, "{n}@{i}: socket enabled and listening on {}{tcp}", n.socket_path(i).display())?;
+    }
+    units::systemctl(&["enable", "--now", "--quiet", &target])?;
+    if !lazy {
+        for &i in &desired_list {
+            wait_ready(n, i, out)?;
+        }
+    }
+    if nginx {
+        nginx::sync(n, &desired_list)?;
+        writeln!(out, "nginx: upstream covers instances 0..{}", count - 1)?;
+    }
+    writeln!(out, "{count} instance(s) enabled; they start at boot with {target}")?;
+    Ok(())
+}
+
+/// `NAME enable N|max [--lazy]`.
+pub fn enable(n: &ServiceName, count: Count, lazy: bool, backend: &BackendConfig, out: &mut dyn Write) -> Result<(), AdminError> {
+    require(n, "enable")?;
+    set_count(n, count.resolve(), lazy, backend, out)
+}
+
+/// `NAME scale N|max`.
+pub fn scale(n: &ServiceName, count: Count, backend: &BackendConfig, out: &mut dyn Write) -> Result<(), AdminError> {
+    require(n, "scale")?;
+    set_count(n, count.resolve(), false, backend, out)
+}
+
+/// `NAME disable`.
+pub fn disable(n: &ServiceName, out: &mut dyn Write) -> Result<(), AdminError> {
+    require(n, "disable")?;
+    set_count(n, 0, true, &BackendConfig::default(), out)
+}
+
+fn main_pid(n: &ServiceName, i: u32) -> Result<(String, u32), AdminError> {
+    let m = units::show(&[n.service_unit(i)], &["ActiveState", "MainPID"])?;
+    let m = m.into_iter().next().unwrap_or_default();
+    let pid = m.get("MainPID").and_then(|p| p.parse().ok()).unwrap_or(0);
+    Ok((m.get("ActiveState").cloned().unwrap_or_default(), pid))
+}
+
+/// Rolling reload: restarts running instances one at a time; systemd returns
+/// from the restart once the new process sent READY=1. The socket stays open
+/// throughout, so requests arriving meanwhile wait instead of failing.
+pub fn reload(n: &ServiceName, instance: Option<u32>, out: &mut dyn Write) -> Result<(), AdminError> {
+    require(n, "reload")?;
+    let list = match instance {
+        Some(i) => vec![i],
+        None => units::enabled(n)?,
+    };
+    if list.is_empty() {
+        return Err(AdminError::NoneEnabled(n.to_string()));
+    }
+    let total = list.len();
+    for (k, &i) in list.iter().enumerate() {
+        let (state, old) = main_pid(n, i)?;
+        if state != "active" {
+            writeln!(out, "[{}/{total}] {n}@{i}: not running; it starts fresh on its next connection", k + 1)?;
+            continue;
+        }
+        let started = Instant::now();
+        if let Err(e) = units::systemctl(&["restart", &n.service_unit(i)]) {
+            return Err(not_ready(n, i, e.to_string()));
+        }
+        let (_, new) = main_pid(n, i)?;
+        writeln!(out, "[{}/{total}] {n}@{i}: pid {old} -> {new}, ready in {} ms", k + 1, started.elapsed().as_millis())?;
+    }
+    Ok(())
+}
+
+/// Restarts every enabled instance at once (not rolling), then waits for each.
+pub fn restart(n: &ServiceName, out: &mut dyn Write) -> Result<(), AdminError> {
+    require(n, "restart")?;
+    let list = units::enabled(n)?;
+    if list.is_empty() {
+        return Err(AdminError::NoneEnabled(n.to_string()));
+    }
+    let services: Vec<String> = list.iter().map(|&i| n.service_unit(i)).collect();
+    let mut args = vec!["restart"];
+    args.extend(services.iter().map(String::as_str));
+    units::systemctl(&args)?;
+    writeln!(out, "restarted {}", services.join(" "))?;
+    for &i in &list {
+        wait_ready(n, i, out)?;
+    }
+    Ok(())
+}
+
+/// `NAME nginx enable [--server-name NAME...]`.
+pub fn nginx_enable(n: &ServiceName, server_names: &[String], out: &mut dyn Write) -> Result<(), AdminError> {
+    require(n, "nginx enable")?;
+    if !nginx::installed() {
+        return Err(AdminError::Refused("nginx is not installed (apt install nginx)".into()));
+    }
+    for name in server_names {
+        if !crate::https::is_dns_name(name) {
+            return Err(AdminError::Refused(format!("`{name}` is not a valid server name")));
+        }
+    }
+    for line in nginx::enable_site(n, server_names)? {
+        writeln!(out, "{line}")?;
+    }
+    writeln!(out, "nginx: {n} site enabled, checked and reloaded")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_parse() {
+        assert_eq!("max".parse::<Count>(), Ok(Count::Max));
+        assert_eq!("3".parse::<Count>(), Ok(Count::N(3)));
+        assert!("0".parse::<Count>().is_err());
+        assert!("many".parse::<Count>().is_err());
+        assert!(Count::Max.resolve() >= 1);
+    }
+}

@@ -1,0 +1,150 @@
+//! corepool-ctl: what an operator runs. A service's binary built with the
+//! `cli` feature of `corepool` is a complete corepool binary under the
+//! service's own name: `myapp serve|config` (from the runtime) and
+//! `myapp enable|disable|scale|reload|restart|status|top|logs|nginx|front|
+//! https|completions|new|package`.
+//!
+//! Nothing here runs inside an instance: systemd manages the processes, and
+//! these commands only drive systemd, nginx and certbot, and ask instances
+//! over their sockets.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`admin`] | enable, scale, disable, reload, restart, `nginx enable` |
+//! | [`status`], [`top`], [`logs`] | what runs and how it does (like `pm2 ls/monit/logs`) |
+//! | [`units`] | systemctl, the enabled set, backend socket drop-ins |
+//! | [`nginx`] | the generated nginx includes, checked before every reload |
+//! | [`https`] | certbot (webroot) and the TLS server |
+//! | [`front`] | one nginx front over several hosts |
+//! | [`client`] | a tiny blocking HTTP client for the instances' sockets |
+//! | [`new`] | `corepool new PATH`: a new service crate |
+//! | [`package`] | `NAME package`: the service's .deb |
+
+pub mod admin;
+pub mod cli;
+pub mod client;
+pub mod front;
+pub mod https;
+pub mod logs;
+pub mod new;
+pub mod nginx;
+pub mod package;
+pub mod status;
+pub mod top;
+pub mod units;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use corepool_runtime::cli::{exit_status, run_base, Cli, ServeArgs};
+use corepool_runtime::{Service, ServiceName};
+
+use crate::admin::Count;
+use crate::cli::{Command, FrontCommand, NginxCommand};
+
+/// `main` of a service binary with the operator commands.
+pub fn main(service: Service) -> ExitCode {
+    let name = match service.name() {
+        Ok(n) => n.clone(),
+        Err(e) => {
+            eprintln!("corepool: {e}");
+            return ExitCode::from(corepool_runtime::cli::EX_CONFIG);
+        }
+    };
+    let cli = corepool_runtime::cli::parse::<Command>(&service);
+    match run(&name, service, cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e:#}");
+            let root: &(dyn std::error::Error + 'static) = e.as_ref();
+            exit_status(root)
+        }
+    }
+}
+
+/// Runs one command of `service`'s binary.
+pub fn run(n: &ServiceName, service: Service, cli: Cli<Command>) -> Result<()> {
+    let command = match cli.command {
+        None => return Ok(run_base(service, cli.config, cli.serve, None)?),
+        Some(Command::Base(b)) => return Ok(run_base(service, cli.config, cli.serve, Some(b))?),
+        Some(_) if cli.serve != ServeArgs::default() => {
+            bail!("--listen/--instance/--set/--log-format belong to `serve`, not to this command")
+        }
+        Some(c) => c,
+    };
+    let out = &mut std::io::stdout();
+    let count = |s: &str| s.parse::<Count>().map_err(anyhow::Error::msg);
+    // The [backend] settings `enable`/`scale` write into the socket units.
+    let backend = |config| -> Result<corepool_runtime::config::BackendConfig> {
+        Ok(service.load(&service.source(config)?, &[])?.config.backend)
+    };
+    match command {
+        Command::Base(_) => unreachable!("handled above"),
+        Command::Enable { count: c, lazy } => {
+            // Before reading the (root-only) configuration: say sudo, not "unreadable".
+            admin::require(n, "enable")?;
+            Ok(admin::enable(n, count(&c)?, lazy, &backend(cli.config)?, out)?)
+        }
+        Command::Disable => Ok(admin::disable(n, out)?),
+        Command::Scale { count: c } => {
+            admin::require(n, "scale")?;
+            Ok(admin::scale(n, count(&c)?, &backend(cli.config)?, out)?)
+        }
+        Command::Reload { instance } => Ok(admin::reload(n, instance, out)?),
+        Command::Restart => Ok(admin::restart(n, out)?),
+        Command::Status { json } => Ok(status::status(n, json, out)?),
+        Command::Top => Ok(top::run(n, out)?),
+        Command::Logs { which, lines, follow } => {
+            let which = which.parse().map_err(anyhow::Error::msg)?;
+            Ok(logs::run(n, which, lines, follow, out)?)
+        }
+        Command::Nginx(NginxCommand::Enable { server_names }) => Ok(admin::nginx_enable(n, &server_names, out)?),
+        Command::Nginx(NginxCommand::Sync) => {
+            units::require_root(n, "nginx sync")?;
+            nginx::sync(n, &units::enabled(n)?)?;
+            Ok(())
+        }
+        Command::Front(f) => match f {
+            FrontCommand::Add { host, instances, port_base } => {
+                let k = match instances.as_str() {
+                    "auto" => None,
+                    s => Some(s.parse::<u32>().ok().filter(|k| (1..=1024).contains(k)).ok_or_else(|| {
+                        anyhow::anyhow!("--instances `{s}` is not `auto` or a number from 1 to 1024")
+                    })?),
+                };
+                Ok(front::add(n, &host, k, port_base, out)?)
+            }
+            FrontCommand::Remove { host } => Ok(front::remove(n, &host, out)?),
+            FrontCommand::List { json } => Ok(front::list(n, json, out)?),
+            FrontCommand::Drain { host, timeout } => Ok(front::drain(n, &host, Duration::from_secs(timeout), out)?),
+            FrontCommand::Undrain { host } => Ok(front::undrain(n, &host, out)?),
+            FrontCommand::Status { json } => Ok(front::status(n, json, out)?),
+        },
+        Command::Https { domains, email, staging, server, hsts } => {
+            Ok(https::https(n, &https::HttpsOptions { domains, email, staging, server, hsts }, out)?)
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut corepool_runtime::cli::command::<Command>(&service), n.as_str(), out);
+            Ok(())
+        }
+        Command::Man => {
+            clap_mangen::Man::new(corepool_runtime::cli::command::<Command>(&service)).section("8").render(out)?;
+            Ok(())
+        }
+        Command::New { path, corepool } => {
+            let source = match corepool {
+                Some(dir) => new::Source::checkout(&dir)?,
+                None => new::Source::detect(),
+            };
+            new::create(&path, &source, out)?;
+            Ok(())
+        }
+        Command::Package { deb_version, output, maintainer } => {
+            let o = package::Options { deb_version, output, maintainer };
+            let deb = package::build(&service, &mut corepool_runtime::cli::command::<Command>(&service), &o)?;
+            println!("{}", deb.display());
+            Ok(())
+        }
+    }
+}

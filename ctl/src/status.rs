@@ -1,0 +1,275 @@
+//! `NAME status`: one row per instance (like `pm2 ls`), from systemd (unit
+//! states, pid, restarts, memory, CPU time, the last `STATUS=` line) and from
+//! each running instance itself (`/healthz`), with a hard timeout so a wedged
+//! instance shows as UNRESPONSIVE instead of hanging the command. A stopped
+//! instance is never connected to (that would start it).
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::time::Duration;
+
+use corepool_runtime::ServiceName;
+use serde::Serialize;
+
+use crate::admin::{identity, AdminError};
+use crate::units;
+
+const QUERY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// One row of `NAME status`.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Row {
+    pub instance: u32,
+    pub enabled: bool,
+    /// Socket unit state, e.g. `listening`.
+    pub socket: String,
+    /// Service `ActiveState/SubState`, e.g. `active/running`, `inactive/dead`, `failed/failed`.
+    pub service: String,
+    pub pid: Option<u32>,
+    pub cpu: Option<u64>,
+    pub uptime_s: Option<u64>,
+    pub restarts: u64,
+    pub memory_bytes: Option<u64>,
+    pub cpu_time_ms: Option<u64>,
+    pub requests: Option<u64>,
+    pub req_per_s: Option<f64>,
+    pub pool_busy: Option<u64>,
+    pub pool_threads: Option<u64>,
+    pub pool_queued: Option<u64>,
+    /// True when the service runs but did not answer within the timeout.
+    pub unresponsive: bool,
+    /// The instance's last `STATUS=` line.
+    pub status: String,
+}
+
+fn num(m: &std::collections::HashMap<String, String>, k: &str) -> Option<u64> {
+    m.get(k).and_then(|v| v.parse().ok()).filter(|&v| v != u64::MAX)
+}
+
+/// RSS and CPU time of a process from /proc, for hosts without cgroup accounting.
+fn proc_usage(pid: u32) -> (Option<u64>, Option<u64>) {
+    let rss = std::fs::read_to_string(format!("/proc/{pid}/status")).ok().and_then(|s| {
+        s.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok()).map(|kb| kb * 1024)
+    });
+    let cpu = units::proc_stat(pid).and_then(|f| {
+        // utime and stime: the 12th and 13th fields after the command name.
+        let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+        let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100) as u64;
+        Some(ticks * 1000 / hz.max(1))
+    });
+    (rss, cpu)
+}
+
+fn monotonic_usec() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000 + t.tv_nsec() as u64 / 1000)
+        .unwrap_or(0)
+}
+
+/// Gathers one row per enabled or loaded instance.
+pub fn collect(n: &ServiceName) -> Result<Vec<Row>, AdminError> {
+    units::require_systemd()?;
+    let enabled = units::enabled(n)?;
+    let instances: BTreeSet<u32> = enabled.iter().copied().chain(units::loaded(n)?).collect();
+    let list: Vec<u32> = instances.into_iter().collect();
+    let services = units::show(
+        &list.iter().map(|&i| n.service_unit(i)).collect::<Vec<_>>(),
+        &["ActiveState", "SubState", "MainPID", "NRestarts", "MemoryCurrent", "CPUUsageNSec", "ActiveEnterTimestampMonotonic", "StatusText"],
+    )?;
+    let sockets = units::show(&list.iter().map(|&i| n.socket_unit(i)).collect::<Vec<_>>(), &["ActiveState", "SubState"])?;
+    let now = monotonic_usec();
+    let mut rows: Vec<Row> = list
+        .iter()
+        .zip(services.iter().zip(sockets.iter()))
+        .map(|(&i, (svc, sock))| {
+            let active = svc.get("ActiveState").map(String::as_str) == Some("active");
+            let status = svc.get("StatusText").cloned().unwrap_or_default();
+            Row {
+                instance: i,
+                enabled: enabled.contains(&i),
+                socket: sock.get("SubState").cloned().unwrap_or_default(),
+                service: format!("{}/{}", svc.get("ActiveState").map(String::as_str).unwrap_or("?"), svc.get("SubState").map(String::as_str).unwrap_or("?")),
+                pid: num(svc, "MainPID").filter(|&p| p > 0).map(|p| p as u32),
+                uptime_s: num(svc, "ActiveEnterTimestampMonotonic").filter(|&t| active && t > 0 && now > t).map(|t| (now - t) / 1_000_000),
+                restarts: num(svc, "NRestarts").unwrap_or(0),
+                memory_bytes: num(svc, "MemoryCurrent").filter(|_| active),
+                cpu_time_ms: num(svc, "CPUUsageNSec").filter(|_| active).map(|n| n / 1_000_000),
+                req_per_s: status.split(" req/s").next().and_then(|r| r.trim().parse().ok()).filter(|_| active),
+                status,
+                ..Row::default()
+            }
+        })
+        .collect();
+    // Without cgroup accounting (some containers), fall back to the main process's RSS and CPU time.
+    for r in rows.iter_mut().filter(|r| r.service.starts_with("active/") && (r.memory_bytes.is_none() || r.cpu_time_ms.is_none())) {
+        if let Some(pid) = r.pid {
+            let (rss, cpu) = proc_usage(pid);
+            r.memory_bytes = r.memory_bytes.or(rss);
+            r.cpu_time_ms = r.cpu_time_ms.or(cpu);
+        }
+    }
+    // Ask running instances for their own view, in parallel, with a hard timeout;
+    // never connect to a stopped one (that would start it).
+    std::thread::scope(|s| {
+        let handles: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                let (i, active) = (r.instance, r.service.starts_with("active/"));
+                s.spawn(move || if active { Some(identity(n, i, QUERY_TIMEOUT)) } else { None })
+            })
+            .collect();
+        for (row, h) in rows.iter_mut().zip(handles) {
+            match h.join().ok().flatten() {
+                Some(Some(id)) => {
+                    row.cpu = id["cpu"].as_u64();
+                    row.requests = id["requests"].as_u64();
+                    row.pool_busy = id["pool"]["busy"].as_u64();
+                    row.pool_threads = id["pool"]["threads"].as_u64();
+                    row.pool_queued = id["pool"]["queued"].as_u64();
+                }
+                Some(None) => row.unresponsive = true,
+                None => {}
+            }
+        }
+    });
+    Ok(rows)
+}
+
+fn human_bytes(b: u64) -> String {
+    const U: [&str; 4] = ["B", "K", "M", "G"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < U.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{b}B") } else { format!("{v:.1}{}", U[u]) }
+}
+
+fn human_secs(s: u64) -> String {
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{}s", s / 60, s % 60),
+        3600..=86399 => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{}h", s / 86400, (s % 86400) / 3600),
+    }
+}
+
+/// Left-aligned columns, two spaces apart, the first row a header.
+pub fn columns(table: &[Vec<String>]) -> String {
+    let n = table.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..n).map(|c| table.iter().map(|row| row[c].len()).max().unwrap_or(0)).collect();
+    let mut s = String::new();
+    for row in table {
+        let line: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        s.push_str(line.join("  ").trim_end());
+        s.push('\n');
+    }
+    s
+}
+
+/// The `NAME status` table.
+pub fn render_table(rows: &[Row]) -> String {
+    let dash = || "-".to_string();
+    let header = ["INST", "SOCKET", "SERVICE", "PID", "CPU", "UPTIME", "RESTARTS", "MEM", "CPU-TIME", "REQUESTS", "REQ/S", "POOL", "QUEUE"];
+    let mut table: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
+    for r in rows {
+        let service = if r.unresponsive { format!("{} UNRESPONSIVE", r.service) } else { r.service.clone() };
+        table.push(vec![
+            format!("{}{}", r.instance, if r.enabled { "" } else { "*" }),
+            if r.socket.is_empty() { dash() } else { r.socket.clone() },
+            service,
+            r.pid.map(|p| p.to_string()).unwrap_or_else(dash),
+            r.cpu.map(|c| c.to_string()).unwrap_or_else(dash),
+            r.uptime_s.map(human_secs).unwrap_or_else(dash),
+            r.restarts.to_string(),
+            r.memory_bytes.map(human_bytes).unwrap_or_else(dash),
+            r.cpu_time_ms.map(|ms| format!("{:.1}s", ms as f64 / 1000.0)).unwrap_or_else(dash),
+            r.requests.map(|n| n.to_string()).unwrap_or_else(dash),
+            r.req_per_s.map(|n| format!("{n:.0}")).unwrap_or_else(dash),
+            match (r.pool_busy, r.pool_threads) {
+                (Some(b), Some(t)) => format!("{b}/{t}"),
+                _ => dash(),
+            },
+            r.pool_queued.map(|q| q.to_string()).unwrap_or_else(dash),
+        ]);
+    }
+    let mut s = columns(&table);
+    if rows.iter().any(|r| !r.enabled) {
+        s.push_str("* loaded but not enabled\n");
+    }
+    s
+}
+
+/// `NAME status`: this host's instances, then (on a front) the remote
+/// hosts' (`--json` gives this host's rows; `front status --json` the others).
+pub fn status(n: &ServiceName, json: bool, out: &mut dyn Write) -> Result<(), AdminError> {
+    let rows = collect(n)?;
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&rows).map_err(std::io::Error::other)?)?;
+        return Ok(());
+    }
+    let front = crate::front::load(n).map_err(|e| AdminError::Refused(e.to_string()))?;
+    if !rows.is_empty() {
+        write!(out, "{}", render_table(&rows))?;
+    } else if front.hosts.is_empty() {
+        writeln!(out, "no {n} instances (run: {n} enable max)")?;
+    }
+    if !front.hosts.is_empty() {
+        if !rows.is_empty() {
+            writeln!(out)?;
+        }
+        writeln!(out, "Hosts behind this front (nginx: its error log of the last {} s; health: /healthz):", crate::front::FAILING_WINDOW.as_secs())?;
+        write!(out, "{}", crate::front::render_status(&crate::front::collect(n, &front)))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_shows_running_stopped_and_wedged_instances() {
+        let rows = vec![
+            Row {
+                instance: 0,
+                enabled: true,
+                socket: "running".into(),
+                service: "active/running".into(),
+                pid: Some(4242),
+                cpu: Some(0),
+                uptime_s: Some(125),
+                restarts: 2,
+                memory_bytes: Some(3 * 1024 * 1024 + 300_000),
+                cpu_time_ms: Some(1500),
+                requests: Some(10234),
+                req_per_s: Some(120.4),
+                pool_busy: Some(1),
+                pool_threads: Some(1),
+                pool_queued: Some(3),
+                unresponsive: false,
+                status: "120 req/s".into(),
+            },
+            Row { instance: 1, enabled: true, socket: "listening".into(), service: "inactive/dead".into(), ..Row::default() },
+            Row { instance: 2, enabled: false, socket: "running".into(), service: "active/running".into(), pid: Some(7), unresponsive: true, ..Row::default() },
+        ];
+        let t = render_table(&rows);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].starts_with("INST  SOCKET"), "{t}");
+        assert!(lines[1].contains("4242") && lines[1].contains("2m5s") && lines[1].contains("3.3M") && lines[1].contains("10234"), "{t}");
+        assert!(lines[1].contains("1/1") && lines[1].contains("120"), "{t}");
+        assert!(lines[2].starts_with("1 ") && lines[2].contains("inactive/dead") && lines[2].contains("listening"), "{t}");
+        assert!(lines[3].starts_with("2*") && lines[3].contains("UNRESPONSIVE"), "{t}");
+        assert!(t.ends_with("* loaded but not enabled\n"));
+    }
+
+    #[test]
+    fn human_units() {
+        assert_eq!(human_bytes(512), "512B");
+        assert_eq!(human_bytes(1536), "1.5K");
+        assert_eq!(human_secs(3), "3s");
+        assert_eq!(human_secs(7200 + 60), "2h1m");
+        assert_eq!(human_secs(86400 * 2 + 3600), "2d1h");
+    }
+}

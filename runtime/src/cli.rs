@@ -1,0 +1,208 @@
+//! The commands every service binary has, with or without the operator CLI:
+//! `serve` (the default) and `config check|show|defaults`. `corepool-ctl`
+//! adds the operator commands beside them, sharing this parser's top level.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+
+use crate::load::{ConfigError, Override};
+use crate::server::ServeError;
+use crate::service::Service;
+
+/// The top level of a service binary's command line; `C` is its set of commands.
+#[derive(Debug, Parser)]
+#[command(propagate_version = true)]
+pub struct Cli<C: Subcommand> {
+    /// Configuration file [default: /etc/NAME/NAME.toml, built-in defaults if absent]
+    #[arg(long, short = 'c', global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Options of `serve`, accepted without the command name too.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+
+    #[command(subcommand)]
+    pub command: Option<C>,
+}
+
+/// `serve` and `config`: what every service binary understands.
+#[derive(Debug, Subcommand)]
+pub enum BaseCommand {
+    /// Serve HTTP (the default when no command is given). Takes the sockets
+    /// from systemd when socket-activated, otherwise binds --listen.
+    Serve(ServeArgs),
+    /// Validate or show the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Args, Default, Clone, PartialEq)]
+pub struct ServeArgs {
+    /// Address to bind when not socket-activated: HOST:PORT or unix:/path [default: 127.0.0.1:3000]
+    #[arg(long, short = 'l', value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Instance number (the %i of NAME@.service); selects the pinned CPU
+    #[arg(long, short = 'i', value_name = "N")]
+    pub instance: Option<u32>,
+    /// Set any configuration key, e.g. --set pool.threads=2 (repeatable; wins over file and env)
+    #[arg(long = "set", short = 's', value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Log format [default: auto: journal under systemd, human otherwise]
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormatArg>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
+pub enum LogFormatArg {
+    Auto,
+    Human,
+    Journal,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check a configuration file (with the environment's overrides) and print
+    /// the effective configuration; exits 78 naming file, line and key on error.
+    Check {
+        /// File to check [default: --config, or /etc/NAME/NAME.toml]
+        path: Option<PathBuf>,
+        /// Print nothing when the file is valid
+        #[arg(long, short = 'q')]
+        quiet: bool,
+    },
+    /// Print the effective configuration as TOML.
+    Show,
+}
+
+/// Exit status for configuration errors (sysexits EX_CONFIG); the unit's
+/// RestartPreventExitStatus= stops systemd from restarting into the same error.
+pub const EX_CONFIG: u8 = 78;
+
+impl ServeArgs {
+    /// Serve options given before `serve` and after it: the later ones win.
+    pub fn merge(self, after: ServeArgs) -> ServeArgs {
+        ServeArgs {
+            listen: after.listen.or(self.listen),
+            instance: after.instance.or(self.instance),
+            set: self.set.into_iter().chain(after.set).collect(),
+            log_format: after.log_format.or(self.log_format),
+        }
+    }
+
+    /// The flags as configuration overrides (they win over file and environment).
+    pub fn overrides(&self) -> Result<Vec<Override>, String> {
+        let flag = |key: &str, value: String, origin: &str| Override { key: key.into(), value, origin: origin.into() };
+        let mut out = Vec::new();
+        if let Some(l) = &self.listen {
+            out.push(flag("listen", format!("{l:?}"), "--listen"));
+        }
+        if let Some(i) = self.instance {
+            out.push(flag("instance", i.to_string(), "--instance"));
+        }
+        if let Some(f) = self.log_format {
+            let name = f.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default();
+            out.push(flag("log.format", format!("{name:?}"), "--log-format"));
+        }
+        for s in &self.set {
+            out.push(Override::parse_flag(s)?);
+        }
+        Ok(out)
+    }
+}
+
+/// The clap command of `service`'s binary with command set `C`: its name,
+/// version and description, and `NAME_CONFIG` for `--config`.
+pub fn command<C: Subcommand>(service: &Service) -> clap::Command {
+    let name = service.name().map(|n| n.to_string()).unwrap_or_else(|_| "service".into());
+    let env: &'static str = Box::leak(format!("{}_CONFIG", name.replace('-', "_").to_ascii_uppercase()).into_boxed_str());
+    let name: &'static str = Box::leak(name.into_boxed_str());
+    let info = service.package_info();
+    let about = if info.description.is_empty() {
+        format!("{name}: a corepool service (one instance per CPU core, systemd, nginx)")
+    } else {
+        info.description.to_string()
+    };
+    Cli::<C>::command().name(name).bin_name(name).version(service.version()).about(about).mut_arg("config", |a| a.env(env))
+}
+
+/// Parses this process's arguments with command set `C`.
+pub fn parse<C: Subcommand>(service: &Service) -> Cli<C> {
+    let matches = command::<C>(service).get_matches();
+    Cli::<C>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// Runs one of the base commands. `top` are the serve flags given before the
+/// command name (or alone, for the default `serve`).
+pub fn run_base(service: Service, config: Option<PathBuf>, top: ServeArgs, command: Option<BaseCommand>) -> Result<(), ServeError> {
+    let source = service.source(config)?;
+    match command {
+        None => serve(service, source, top),
+        Some(BaseCommand::Serve(args)) => serve(service, source, top.merge(args)),
+        Some(_) if top != ServeArgs::default() => {
+            Err(ServeError::Usage("--listen/--instance/--set/--log-format belong to `serve`, not to this command".into()))
+        }
+        Some(BaseCommand::Config(ConfigCommand::Check { path, quiet })) => {
+            let source = match path {
+                Some(p) => service.source(Some(p))?,
+                None => source,
+            };
+            let loaded = service.load(&source, &[])?;
+            let schema = service.schema()?;
+            // The routes are part of what must be right before starting.
+            let _routes = service.compose(loaded.config.debug.endpoints)?;
+            if !quiet {
+                eprintln!("configuration OK ({})", loaded.file.as_ref().map(|f| f.display().to_string()).unwrap_or_else(|| "built-in defaults".into()));
+                let mut shown = loaded.clone();
+                shown.file = None;
+                print!("{}", shown.to_toml(&schema));
+            }
+            Ok(())
+        }
+        Some(BaseCommand::Config(ConfigCommand::Show)) => {
+            let loaded = service.load(&source, &[])?;
+            print!("{}", loaded.to_toml(&service.schema()?));
+            Ok(())
+        }
+    }
+}
+
+fn serve(service: Service, source: crate::load::Source, args: ServeArgs) -> Result<(), ServeError> {
+    let overrides = args.overrides().map_err(ServeError::Usage)?;
+    service.serve(source, overrides)
+}
+
+/// The exit status for an error: 78 for a configuration or route error, 1 otherwise.
+pub fn exit_status(e: &(dyn std::error::Error + 'static)) -> ExitCode {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        let config = matches!(err.downcast_ref::<ServeError>(), Some(ServeError::Config(_) | ServeError::Routes(_) | ServeError::Name(_)));
+        if config || err.is::<ConfigError>() || err.is::<crate::name::NameError>() {
+            return ExitCode::from(EX_CONFIG);
+        }
+        cur = err.source();
+    }
+    ExitCode::FAILURE
+}
+
+/// `main` of a service binary without the operator commands.
+pub fn main(service: Service) -> ExitCode {
+    let name = service.name().map(|n| n.to_string());
+    let name = match name {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("corepool: {e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    let cli = parse::<BaseCommand>(&service);
+    match run_base(service, cli.config, cli.serve, cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            exit_status(&e)
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! corepool's own settings: what every instance has, whatever the service
+//! (socket, pool, HTTP limits, logging, remote fronts). A service adds its own
+//! sections beside them ([`crate::section`]); [`crate::load`] reads both from
+//! one file with file:line:key errors.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::listen::ListenAddr;
+
+/// Bodies read with [`crate::http::read_json`] are capped at this size regardless of `http.max_body`.
+pub const JSON_BODY_LIMIT: usize = 64 * 1024;
+
+/// corepool's settings for one instance. Unknown top-level keys are not
+/// refused here but by [`crate::load`], which knows the service's sections too.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Address to bind when *not* socket-activated: `HOST:PORT` or `unix:/path`.
+    pub listen: String,
+    /// Instance number (the `%i` of `corepool@.service`).
+    pub instance: u32,
+    /// Pin the event loop to CPU `instance mod ncpu` (of the CPUs allowed to the process).
+    pub pin: bool,
+    /// How long SIGTERM waits for in-flight requests and jobs.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    pub http: HttpConfig,
+    pub pool: PoolConfig,
+    pub log: LogConfig,
+    pub backend: BackendConfig,
+    pub debug: DebugConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Largest request body accepted (bytes); larger gets 413.
+    pub max_body: u64,
+    /// Largest request head (request line + headers, bytes); larger gets 431.
+    pub max_header_bytes: usize,
+    /// Time allowed to receive a request head, and to wait for the next one on
+    /// an idle keep-alive connection. Slow clients are disconnected.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// Time allowed to receive a whole request body; slower gets 408.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// Connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// On SIGTERM, how long to wait for idle keep-alive connections to be
+    /// closed by their peer (a proxy) before closing them ourselves. Keep it
+    /// above the proxy's idle timeout (nginx upstream `keepalive_timeout`,
+    /// 4s in the generated upstream) and below `header_timeout`. Capped at
+    /// `shutdown_timeout`.
+    #[serde(with = "humantime_serde")]
+    pub drain_idle: Duration,
+    /// Also accept HTTP/2 with prior knowledge (h2c) on the same socket.
+    pub h2c: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolConfig {
+    /// Worker threads for heavy jobs (fixed for the life of the process).
+    pub threads: usize,
+    /// Jobs allowed to wait for a thread; more are refused with 503.
+    pub queue: usize,
+    /// Deadline of a job from submission; past it the client gets 504.
+    #[serde(with = "humantime_serde")]
+    pub job_timeout: Duration,
+    /// Nice value of pool threads (0..19), so the event loop wins the CPU.
+    pub nice: i32,
+    /// Scheduling policy of pool threads: `idle` (SCHED_IDLE: the event loop
+    /// preempts them the moment it wakes), `batch` (SCHED_BATCH) or `normal`.
+    pub sched: PoolSched,
+    /// Pin pool threads to the event loop's CPU (when `pin` is on).
+    pub pin: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolSched {
+    Idle,
+    Batch,
+    Normal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// `journal` under systemd (JOURNAL_STREAM set), `human` otherwise.
+    Auto,
+    Human,
+    Journal,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `corepool=debug`.
+    pub level: String,
+    /// One line per request (method, path, status, duration, request id).
+    pub access: bool,
+}
+
+/// Serving a remote nginx front over TCP (several hosts behind one front).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackendConfig {
+    /// Addresses or networks (`10.0.0.1`, `10.0.0.0/24`, `fd00::/64`) of the
+    /// nginx fronts. Non-empty: `corepool enable` gives instance N a TCP socket
+    /// on `port_base + N` that only these may reach; every TCP peer outside
+    /// them is refused. Empty: unix sockets only.
+    pub allow: Vec<String>,
+    /// Instance N listens on TCP port `port_base + N`.
+    pub port_base: u16,
+    /// Address those sockets bind; empty binds every address (IPv4 and IPv6).
+    pub bind: String,
+}
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        BackendConfig { allow: Vec::new(), port_base: 7000, bind: String::new() }
+    }
+}
+
+impl BackendConfig {
+    /// `allow` as networks (an address is a network of one); entries that do
+    /// not parse are left out (`validate` rejects them first).
+    pub fn networks(&self) -> Vec<ipnet::IpNet> {
+        self.allow.iter().filter_map(|a| parse_net(a).ok()).collect()
+    }
+
+    /// True when the instances serve a remote front over TCP.
+    pub fn enabled(&self) -> bool {
+        !self.allow.is_empty()
+    }
+}
+
+/// `10.0.0.1` or `10.0.0.0/24` (likewise IPv6) as a network.
+pub fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    if let Ok(ip) = s.parse::<std::net::IpAddr>() {
+        return Ok(ip.into());
+    }
+    s.parse::<ipnet::IpNet>()
+        .map(|n| n.trunc())
+        .map_err(|_| format!("`{s}` is not an IP address or network (e.g. 10.0.0.1, 10.0.0.0/24, fd00::/64)"))
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DebugConfig {
+    /// Enable `/debug/*` fault-injection endpoints. Never in production.
+    pub endpoints: bool,
+    /// Record per-request spans and write them at shutdown to
+    /// `DIR/spans-<instance>-<pid>.jsonl` (see `trace`). Off when empty.
+    pub spans: std::path::PathBuf,
+    /// Most spans kept in memory; later requests are counted, not kept.
+    pub max_spans: usize,
+}
+
+impl Default for DebugConfig {
+    fn default() -> Self {
+        DebugConfig { endpoints: false, spans: Default::default(), max_spans: 1_000_000 }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:3000".into(),
+            instance: 0,
+            pin: true,
+            shutdown_timeout: Duration::from_secs(30),
+            http: HttpConfig::default(),
+            pool: PoolConfig::default(),
+            log: LogConfig::default(),
+            backend: BackendConfig::default(),
+            debug: DebugConfig::default(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_body: 1024 * 1024,
+            max_header_bytes: 16 * 1024,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 4096,
+            drain_idle: Duration::from_secs(5),
+            h2c: false,
+        }
+    }
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            threads: 1,
+            queue: 64,
+            job_timeout: Duration::from_secs(10),
+            nice: 10,
+            sched: PoolSched::Idle,
+            pin: true,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: LogFormat::Auto, level: "info".into(), access: true }
+    }
+}
+
+/// Range checks serde cannot express. Returns the offending key.
+pub fn validate(c: &Config) -> Result<(), (String, String)> {
+    fn check(ok: bool, key: &str, msg: impl fmt::Display) -> Result<(), (String, String)> {
+        if ok { Ok(()) } else { Err((key.to_string(), msg.to_string())) }
+    }
+    let ms = Duration::from_millis;
+    c.listen.parse::<ListenAddr>().map_err(|e| ("listen".to_string(), e))?;
+    check(c.shutdown_timeout >= ms(1), "shutdown_timeout", "must be at least 1ms")?;
+    check((1..=1 << 30).contains(&c.http.max_body), "http.max_body", "must be 1..=1073741824 bytes")?;
+    check((8192..=1 << 20).contains(&c.http.max_header_bytes), "http.max_header_bytes", "must be 8192..=1048576")?;
+    check(c.http.header_timeout >= ms(1), "http.header_timeout", "must be at least 1ms")?;
+    check(c.http.body_timeout >= ms(1), "http.body_timeout", "must be at least 1ms")?;
+    check((1..=1_000_000).contains(&c.http.max_connections), "http.max_connections", "must be 1..=1000000")?;
+    check((1..=256).contains(&c.pool.threads), "pool.threads", "must be 1..=256")?;
+    check((1..=1_000_000).contains(&c.pool.queue), "pool.queue", "must be 1..=1000000")?;
+    check(
+        c.pool.job_timeout >= ms(1) && c.pool.job_timeout <= Duration::from_secs(3600),
+        "pool.job_timeout",
+        "must be between 1ms and 1h",
+    )?;
+    check((0..=19).contains(&c.pool.nice), "pool.nice", "must be 0..=19 (pool threads may only lower their priority)")?;
+    for a in &c.backend.allow {
+        parse_net(a).map_err(|e| ("backend.allow".to_string(), e))?;
+    }
+    check(c.backend.port_base >= 1, "backend.port_base", "must be 1..=65535")?;
+    check(
+        c.backend.bind.is_empty() || c.backend.bind.parse::<std::net::IpAddr>().is_ok(),
+        "backend.bind",
+        "must be an IP address, or empty for every address",
+    )?;
+    tracing_subscriber::EnvFilter::try_new(&c.log.level)
+        .map(|_| ())
+        .map_err(|e| ("log.level".to_string(), format!("not a valid filter: {e}")))
+}
+

@@ -1,0 +1,170 @@
+//! Prometheus metrics (text exposition via `prometheus-client`): requests by
+//! route and status, latency by route, open connections, and the pool's
+//! queue, busy threads and job outcomes.
+//!
+//! Every service's metrics are named `corepool_*`, so one set of alert rules
+//! and one dashboard fit them all. The exposition carries no `instance` or
+//! `service` label: as with any Prometheus exporter, the scrape target does
+//! (`job`, `instance`), so the labels never clash with the target's.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::pool::PoolStats;
+
+/// The `route` label: the matched route's pattern (`/users/{id}`, never the
+/// raw path, so the number of series stays bounded), or `unmatched`.
+#[derive(Clone, Debug)]
+pub enum Route {
+    Matched(axum::extract::MatchedPath),
+    Unmatched,
+}
+
+impl Route {
+    /// The label of requests no route matched (404s and fallback services).
+    pub const UNMATCHED: &'static str = "unmatched";
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Route::Matched(m) => m.as_str(),
+            Route::Unmatched => Route::UNMATCHED,
+        }
+    }
+}
+
+impl PartialEq for Route {
+    fn eq(&self, other: &Route) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Route {}
+
+impl std::hash::Hash for Route {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
+    }
+}
+
+impl EncodeLabelValue for Route {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        EncodeLabelValue::encode(&self.as_str(), encoder)
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: Route,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: Route,
+}
+
+fn latency_histogram() -> Histogram {
+    // 100µs .. ~24s
+    Histogram::new(exponential_buckets(0.0001, 2.5, 14))
+}
+
+/// All metrics of one instance.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    pub connections: Gauge,
+    /// Requests being handled now (read by `corepool front drain`).
+    pub in_flight: Gauge,
+    /// TCP connections refused because the peer is not in `backend.allow`.
+    pub refused: Counter,
+    /// Total requests, also read by the STATUS line for req/s.
+    total: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").field("total", &self.total).finish()
+    }
+}
+
+impl Metrics {
+    pub fn new(pool: &PoolStats) -> Metrics {
+        let mut root = Registry::with_prefix("corepool");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let connections = Gauge::default();
+        root.register("http_requests", "HTTP requests by route and status", requests.clone());
+        root.register_with_unit("http_request_duration", "HTTP request latency by route", Unit::Seconds, latency.clone());
+        root.register("http_open_connections", "Client connections currently open", connections.clone());
+        let in_flight = Gauge::default();
+        root.register("http_requests_in_flight", "Requests being handled now", in_flight.clone());
+        let refused = Counter::default();
+        root.register("tcp_refused", "TCP connections refused: peer not in backend.allow", refused.clone());
+        let p = root.sub_registry_with_prefix("pool");
+        p.register("queue_depth", "Jobs waiting for a pool thread", pool.queued.clone());
+        p.register("busy_threads", "Pool threads running a job", pool.busy.clone());
+        for (outcome, c) in [
+            ("completed", &pool.completed),
+            ("rejected", &pool.rejected),
+            ("timed_out", &pool.timed_out),
+            ("cancelled", &pool.cancelled),
+            ("panicked", &pool.panicked),
+        ] {
+            p.register(format!("jobs_{outcome}"), format!("Pool jobs {outcome}"), c.clone());
+        }
+        Metrics { registry: root, requests, latency, connections, in_flight, refused, total: Arc::new(AtomicU64::new(0)) }
+    }
+
+    /// Records one finished request.
+    pub fn observe(&self, route: Route, status: u16, elapsed: Duration) {
+        self.total.fetch_add(1, Ordering::Relaxed);
+        self.latency.get_or_create(&RouteLabels { route: route.clone() }).observe(elapsed.as_secs_f64());
+        self.requests.get_or_create(&RequestLabels { route, status }).inc();
+    }
+
+    /// Requests finished since start.
+    pub fn total_requests(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(8192);
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_has_requests_latency_and_pool() {
+        let pool = PoolStats::default();
+        pool.completed.inc();
+        let m = Metrics::new(&pool);
+        m.observe(Route::Unmatched, 404, Duration::from_micros(300));
+        m.observe(Route::Unmatched, 404, Duration::from_micros(300));
+        m.observe(Route::Unmatched, 503, Duration::from_millis(1));
+        let text = m.encode();
+        assert!(text.contains(r#"corepool_http_requests_total{route="unmatched",status="404"} 2"#), "{text}");
+        assert!(text.contains(r#"corepool_http_requests_total{route="unmatched",status="503"} 1"#));
+        assert!(text.contains(r#"corepool_http_request_duration_seconds_count{route="unmatched"} 3"#));
+        assert!(text.contains("corepool_pool_jobs_completed_total 1"), "{text}");
+        assert!(text.contains("corepool_pool_queue_depth"));
+        assert!(text.ends_with("# EOF\n"));
+        assert_eq!(m.total_requests(), 3);
+    }
+}
