@@ -36,8 +36,8 @@ impl std::ops::Deref for Ctx {
 
 impl<S: Send + Sync> FromRequestParts<S> for Ctx {
     type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Ctx, ApiError> {
-        parts.extensions.get::<Ctx>().cloned().ok_or_else(not_served_by_corepool)
+    async fn from_request_parts(_: &mut Parts, _: &S) -> Result<Ctx, ApiError> {
+        crate::scope::state().map(Ctx).ok_or_else(not_served_by_corepool)
     }
 }
 
@@ -75,9 +75,9 @@ impl<T> std::ops::Deref for Settings<T> {
 
 impl<S: Send + Sync, T: crate::Section> FromRequestParts<S> for Settings<T> {
     type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Settings<T>, ApiError> {
-        let ctx = parts.extensions.get::<Ctx>().ok_or_else(not_served_by_corepool)?;
-        ctx.section::<T>().map(Settings).ok_or_else(|| {
+    async fn from_request_parts(_: &mut Parts, _: &S) -> Result<Settings<T>, ApiError> {
+        let state = crate::scope::state().ok_or_else(not_served_by_corepool)?;
+        state.section::<T>().map(Settings).ok_or_else(|| {
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("configuration section [{}] is not registered: add .section::<{}>() to the Service", T::NAME, std::any::type_name::<T>()),

@@ -21,10 +21,11 @@
 //! | [`builtin`] | `/healthz`, `/readyz`, `/metrics` and the fault-injection routes |
 //! | [`config`], [`load`], [`section`] | corepool's settings, the service's own sections, loading with file:line:key errors |
 //! | [`name`] | the service's name and every name derived from it |
-//! | [`metrics`], [`logging`], [`trace`] | Prometheus exposition, tracing output, request spans |
+//! | [`metrics`], [`logging`], [`access`], [`trace`] | Prometheus exposition, tracing output, access lines, request spans |
 //! | [`cli`] | the `serve` and `config` commands every service binary has |
 //! | [`testing`] | an in-process client for a service's own tests |
 
+pub mod access;
 pub mod affinity;
 pub mod builtin;
 pub mod cli;
@@ -38,6 +39,7 @@ pub mod metrics;
 pub mod name;
 pub mod notify;
 pub mod pool;
+pub(crate) mod scope;
 pub mod section;
 pub mod server;
 pub mod service;

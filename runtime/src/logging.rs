@@ -19,6 +19,8 @@ type SetLevel = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 pub struct LogHandle {
     _guard: Option<tracing_appender::non_blocking::WorkerGuard>,
     set_level: Option<SetLevel>,
+    /// Where access lines go (the same writer, in the same format).
+    pub access: crate::access::AccessLog,
 }
 
 impl LogHandle {
@@ -68,7 +70,9 @@ pub fn init(cfg: &LogConfig) -> LogHandle {
         .buffered_lines_limit(16 * 1024)
         .thread_name("corepool-log")
         .finish(std::io::stdout());
-    let fmt_layer = match resolve(cfg.format) {
+    let format = resolve(cfg.format);
+    let access = crate::access::AccessLog::direct(writer.clone(), format);
+    let fmt_layer = match format {
         LogFormat::Journal => tracing_subscriber::fmt::layer()
             .event_format(JournalFormat(format::format().without_time().with_level(false).with_target(false).with_ansi(false)))
             .with_writer(writer)
@@ -85,7 +89,8 @@ pub fn init(cfg: &LogConfig) -> LogHandle {
                 let f = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
                 handle.reload(f).map_err(|e| e.to_string())
             })),
+            access,
         },
-        Err(_) => LogHandle { _guard: None, set_level: None },
+        Err(_) => LogHandle { _guard: None, set_level: None, access: crate::access::AccessLog::via_tracing() },
     }
 }

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use axum::body::Body;
+use axum::extract::MatchedPath;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use http::header::{HeaderValue, CACHE_CONTROL, CONNECTION};
@@ -38,9 +39,10 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
+use crate::access::{AccessLog, Entry};
 use crate::affinity;
 use crate::config::Config;
-use crate::http::{ApiError, Ctx};
+use crate::http::ApiError;
 use crate::linger::Linger;
 use crate::listen::{self, ListenAddr, ListenError, Listener};
 use crate::load::{self, ConfigError, Loaded, Override, Schema, Source};
@@ -49,6 +51,7 @@ use crate::metrics::{Metrics, Route};
 use crate::name::ServiceName;
 use crate::notify::Notifier;
 use crate::pool::{Pool, PoolSettings, ThreadSettings};
+use crate::scope;
 use crate::section::{Section, Sections};
 
 /// Shared state of a running instance; handlers reach it through [`Ctx`].
@@ -77,6 +80,8 @@ pub struct State {
     allow: Vec<ipnet::IpNet>,
     /// Per-request span recorder (`debug.spans`), fixed at start.
     pub spans: Option<crate::trace::Recorder>,
+    /// Where access lines go (`log.access`).
+    access: AccessLog,
 }
 
 impl std::fmt::Debug for State {
@@ -89,7 +94,7 @@ impl State {
     /// Builds an instance's state from its configuration: the pool (with its
     /// threads' priority and affinity) and the metrics. Pins the calling
     /// thread, the event loop, when `pin` is on.
-    pub fn new(service: ServiceName, version: &str, loaded: &Loaded) -> State {
+    pub fn new(service: ServiceName, version: &str, loaded: &Loaded, access: AccessLog) -> State {
         let cfg = &loaded.config;
         let allowed = affinity::allowed_cpus();
         let cpu = if cfg.pin { affinity::cpu_for_instance(cfg.instance, &allowed) } else { None };
@@ -127,6 +132,7 @@ impl State {
             allow: cfg.backend.networks(),
             spans: (!cfg.debug.spans.as_os_str().is_empty())
                 .then(|| crate::trace::Recorder::new(&cfg.debug.spans, cfg.instance, cfg.debug.max_spans)),
+            access,
         }
     }
 
@@ -206,7 +212,7 @@ pub(crate) fn run(inst: Instance) -> Result<(), ServeError> {
     let cfg = inst.loaded.config.clone();
     let addr: ListenAddr = cfg.listen.parse().map_err(ServeError::Address)?;
     let acquired = listen::acquire(&addr)?;
-    let state = Arc::new(State::new(inst.service, &inst.version, &inst.loaded));
+    let state = Arc::new(State::new(inst.service, &inst.version, &inst.loaded, log.access.clone()));
     if let Some(f) = &inst.loaded.file {
         tracing::info!("configuration from {}", f.display());
     }
@@ -516,26 +522,6 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// The route a response came from, put there by [`label_route`] (absent:
-/// no route matched, the router's fallback answered).
-#[derive(Clone)]
-pub(crate) struct RouteLabel(pub(crate) axum::extract::MatchedPath);
-
-/// Route middleware: carries the matched route's path from the request
-/// (where axum puts it) to the response, for the metrics and spans; and
-/// turns a panicking handler into a 500 of its route.
-pub(crate) async fn label_route(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let label = req.extensions().get::<axum::extract::MatchedPath>().cloned();
-    let mut resp = match catch_panic(next.run(req)).await {
-        Ok(resp) => resp,
-        Err(panic) => handler_panicked(&panic, label.as_ref().map_or(Route::UNMATCHED, |l| l.as_str())),
-    };
-    if let Some(l) = label {
-        resp.extensions_mut().insert(RouteLabel(l));
-    }
-    resp
-}
-
 /// The 500 a panicking handler's request gets (the instance goes on).
 fn handler_panicked(panic: &str, route: &str) -> Response {
     tracing::error!(panic = %panic, route = %route, "handler panicked");
@@ -566,38 +552,36 @@ where
         let cfg = state.config.load();
         (cfg.log.access, cfg.http.max_body as usize)
     };
-    let line = access.then(|| (req.method().clone(), req.uri().clone(), req.version()));
-    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let (method, uri, version) = (req.method().clone(), req.uri().clone(), req.version());
     let mut req = req.map(|b| Body::new(Limited::new(b, max_body)));
-    req.extensions_mut().insert(Ctx(state.clone()));
+    // The limit is corepool's, above: axum's extractors must not add their own.
+    axum::extract::DefaultBodyLimit::disable().apply(&mut req);
 
-    let routed = catch_panic(app.oneshot(req));
-    let routed = match &state.spans {
+    let routed = scope::run(state.clone(), catch_panic(app.oneshot(req)));
+    let (routed, matched) = match &state.spans {
         None => routed.await,
         Some(rec) => {
-            let route_status = |r: &Result<Result<Response, Infallible>, String>| match r {
-                Ok(Ok(resp)) => (route_name(resp).to_string(), resp.status().as_u16()),
-                _ => (Route::UNMATCHED.to_string(), 500),
+            let route_status = |(r, m): &(Result<Result<Response, Infallible>, String>, Option<MatchedPath>)| {
+                let route = m.as_ref().map_or(Route::UNMATCHED, |m| m.as_str()).to_string();
+                (route, r.as_ref().ok().map_or(500, |r| r.as_ref().map_or(500, |r| r.status().as_u16())))
             };
             rec.record(started, route_status, routed).await
         }
     };
+    let route = match matched {
+        Some(m) => Route::Matched(m),
+        None => Route::Unmatched,
+    };
     let mut resp = match routed {
         Ok(Ok(resp)) => resp,
         Ok(Err(never)) => match never {},
-        Err(panic) => handler_panicked(&panic, &path),
+        Err(panic) => handler_panicked(&panic, route.as_str()),
     };
-    let route = match resp.extensions().get::<RouteLabel>() {
-        Some(l) => Route::Matched(l.0.clone()),
-        None => Route::Unmatched,
-    };
-    corepool_errors(&mut resp, &method, &path);
+    corepool_errors(&mut resp, &method, uri.path());
     let headers = resp.headers_mut();
     // Nothing is cacheable unless its handler says so (see README: caching).
-    if !headers.contains_key(CACHE_CONTROL) {
-        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
-    headers.insert("x-request-id", id.clone());
+    headers.entry(CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+    headers.insert(X_REQUEST_ID.clone(), id.clone());
     if state.is_shutting_down() {
         // Draining: the client (nginx) closes this connection after the
         // answer, instead of us closing it under a request it is sending.
@@ -605,20 +589,11 @@ where
     }
     let elapsed = started.elapsed();
     let status = resp.status().as_u16();
-    if let Some((method, uri, version)) = line {
-        tracing::info!(
-            target: "corepool::access",
-            "{method} {uri} {version:?} {status} {:.3}ms id={}",
-            elapsed.as_secs_f64() * 1000.0,
-            id.to_str().unwrap_or("-")
-        );
+    if access {
+        state.access.write(&Entry { method: &method, uri: &uri, version, status, elapsed, id: id.as_bytes() });
     }
     state.metrics.observe(route, status, elapsed);
     Ok(resp)
-}
-
-fn route_name(resp: &Response) -> &str {
-    resp.extensions().get::<RouteLabel>().map(|l| l.0.as_str()).unwrap_or(Route::UNMATCHED)
 }
 
 /// axum's own 404 and 405 have empty bodies; corepool answers JSON like
@@ -639,9 +614,11 @@ fn corepool_errors(resp: &mut Response, method: &http::Method, path: &str) {
     *resp.extensions_mut() = ext;
 }
 
+static X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
 /// The caller's `X-Request-Id` if it is sane, else `<instance>-<pid>-<n>`.
 fn request_id<B>(state: &State, req: &Request<B>) -> HeaderValue {
-    if let Some(v) = req.headers().get("x-request-id") {
+    if let Some(v) = req.headers().get(&X_REQUEST_ID) {
         let b = v.as_bytes();
         if !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_graphic()) {
             return v.clone();

@@ -17,7 +17,6 @@
 
 use std::path::PathBuf;
 
-use axum::extract::DefaultBodyLimit;
 use axum::routing::on;
 use axum::Router;
 
@@ -145,9 +144,9 @@ impl Service {
         Ok(load::load(source, &all, &schema)?)
     }
 
-    /// The service's router with corepool's routes and middleware: refuses a
-    /// route on one of corepool's paths, labels every route for the metrics
-    /// and leaves the body limit to corepool (`http.max_body`, live).
+    /// The service's router with corepool's routes: refuses a route on one of
+    /// corepool's paths, and notes which route each request matched (for the
+    /// metrics and spans).
     pub fn compose(&self, debug: bool) -> Result<Router, ServeError> {
         // One path at a time, so the error can say which.
         for path in builtin::RESERVED {
@@ -164,7 +163,10 @@ impl Service {
             })?;
         }
         let app = self.router.clone().merge(builtin::routes(debug));
-        Ok(app.route_layer(axum::middleware::from_fn(server::label_route)).layer(DefaultBodyLimit::disable()))
+        // with_state(()): handlers become routes now, not on every request
+        // (axum otherwise boxes each handler anew per call). The body limit
+        // is corepool's (http.max_body, live), set per request by the server.
+        Ok(app.route_layer(crate::scope::NoteRoute).with_state(()))
     }
 
     /// Loads the configuration and serves until SIGTERM (see [`crate::server`]).

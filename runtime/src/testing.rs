@@ -70,7 +70,7 @@ impl TestClient {
         }
         let loaded = load::parse(std::path::Path::new("(test)"), None, &overrides, &schema)?;
         let app = service.compose(loaded.config.debug.endpoints)?;
-        let state = Arc::new(State::new(service.name()?.clone(), service.version(), &loaded));
+        let state = Arc::new(State::new(service.name()?.clone(), service.version(), &loaded, crate::access::AccessLog::via_tracing()));
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         Ok(TestClient { state, app, rt })
     }
