@@ -7,7 +7,7 @@
 
 pub mod jobs;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::Request;
 use axum::response::Response;
@@ -27,16 +27,24 @@ use crate::jobs::{HashAlg, PasswordError};
 pub struct ComputeConfig {
     /// Largest `n` accepted by `GET /compute`.
     pub max_n: u64,
+    /// How long caches (the nginx site's, a CDN) may reuse a result: the same
+    /// `n` always gives the same sum. `0s`: not at all (`no-store`).
+    #[serde(with = "humantime_serde")]
+    pub cache_max_age: Duration,
 }
 
 impl Default for ComputeConfig {
     fn default() -> Self {
-        ComputeConfig { max_n: 10_000_000_000 }
+        ComputeConfig { max_n: 10_000_000_000, cache_max_age: Duration::from_secs(60) }
     }
 }
 
 impl corepool::Section for ComputeConfig {
     const NAME: &'static str = "compute";
+    const DOC: &'static str = "GET /compute?n=N, the seed's benchmark loop (live).\n\
+        max_n: the largest n accepted.\n\
+        cache_max_age: how long caches may reuse a result (Cache-Control:\n\
+        max-age; the same n always gives the same sum); \"0s\": no-store.";
     fn validate(&self) -> Result<(), (String, String)> {
         if self.max_n < 1 {
             return Err(("max_n".into(), "must be at least 1".into()));
@@ -67,6 +75,9 @@ impl Default for PasswordConfig {
 
 impl corepool::Section for PasswordConfig {
     const NAME: &'static str = "password";
+    const DOC: &'static str = "POST /v1/password/hash and /verify (live): argon2id cost (OWASP\n\
+        minimum: 19456 KiB, 2 iterations, 1 lane) and the longest password\n\
+        accepted, in bytes. /verify refuses a hash asking for more than 4x this cost.";
     fn validate(&self) -> Result<(), (String, String)> {
         let bad = |k: &str, m: &str| Err((k.to_string(), m.to_string()));
         if !(1..=16).contains(&self.parallelism) {
@@ -108,8 +119,11 @@ async fn compute(ctx: Ctx, Settings(cfg): Settings<ComputeConfig>, req: Request)
     // A job only returns None when cancelled, and then the pool reports the cancellation.
     let sum = sum.ok_or(JobError::Cancelled)?;
     let mut r = json(&serde_json::json!({"n": n, "sum": sum.to_string(), "ms": started.elapsed().as_secs_f64() * 1000.0}))?;
-    // The same n always gives the same sum.
-    r.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=60"));
+    // The same n always gives the same sum: caches may keep it.
+    let max_age = cfg.cache_max_age.as_secs();
+    if max_age > 0 {
+        r.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_str(&format!("max-age={max_age}")).expect("digits"));
+    }
     Ok(r)
 }
 

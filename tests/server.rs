@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::process::Command;
 use std::time::Duration;
 
@@ -158,6 +158,57 @@ fn sigterm_finishes_in_flight_heavy_requests_then_exits_0() {
 }
 
 #[test]
+fn drain_answers_an_idle_keep_alive_connection_once_more_then_closes_it() {
+    // What nginx does with an upstream connection it keeps: a request, then
+    // nothing for a while, then the next request on the same connection. The
+    // instance got SIGTERM in between: it must answer (closing afterwards),
+    // not close the connection under the request.
+    let mut s = Server::start(&["http.drain_idle=\"3s\""]);
+    let mut c = connect(&s.addr);
+    let get = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
+    c.write_all(get).unwrap();
+    let r = read_response(&mut c);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("connection"), None, "keep-alive before the drain");
+    s.signal(Signal::SIGTERM);
+    s.until("draining", |_| true);
+    std::thread::sleep(Duration::from_millis(300));
+    let body = b"abc";
+    c.write_all(format!("POST /v1/hash HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes()).unwrap();
+    c.write_all(body).unwrap();
+    let r = read_response(&mut c);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json()["bytes"], 3);
+    assert_eq!(r.header("connection"), Some("close"), "the answer closes the connection");
+    let mut rest = Vec::new();
+    assert_eq!(c.read_to_end(&mut rest).unwrap(), 0, "closed after the answer: {:?}", String::from_utf8_lossy(&rest));
+    // The client closes its end too (as nginx does on `Connection: close`):
+    // with every connection it had gone, the instance stops at once.
+    drop(c);
+    let t = std::time::Instant::now();
+    assert_eq!(s.wait_exit(), Some(0));
+    assert!(t.elapsed() < Duration::from_secs(2), "waited {:?} with no connection left", t.elapsed());
+}
+
+#[test]
+fn drain_closes_a_connection_that_stays_idle_after_drain_idle() {
+    let mut s = Server::start(&["http.drain_idle=\"1s\""]);
+    let mut c = connect(&s.addr);
+    c.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut c).status, 200);
+    let t = std::time::Instant::now();
+    s.signal(Signal::SIGTERM);
+    // Still accepting while draining: a new connection is answered, and closed.
+    let r = s.get("/healthz");
+    assert_eq!((r.status, r.header("connection")), (200, Some("close")));
+    let mut rest = Vec::new();
+    assert_eq!(c.read_to_end(&mut rest).unwrap(), 0, "the idle connection is closed by the instance");
+    let waited = t.elapsed();
+    assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(5), "closed after {waited:?}, drain_idle is 1s");
+    assert_eq!(s.wait_exit(), Some(0));
+}
+
+#[test]
 fn request_spans_are_written_at_shutdown_when_asked() {
     let dir = tempdir();
     let spans = dir.path().join("spans");
@@ -248,6 +299,30 @@ fn oversize_bodies_get_413() {
     // JSON endpoints are capped lower than max_body by nothing but max_body here.
     let r = s.post("/v1/password/hash", &format!("{{\"password\":\"{}\"}}", "p".repeat(1100)));
     assert_eq!(r.status, 413);
+}
+
+#[test]
+fn a_client_that_sends_its_whole_body_first_still_reads_its_413() {
+    // Many HTTP clients write the whole request before reading. The answer is
+    // early (the declared length is over http.max_body); if the instance then
+    // closed with the body still arriving, the kernel would reset the
+    // connection and the client would see that instead of the 413.
+    let s = Server::start(&[]);
+    let body = vec![b'x'; 1 << 20];
+    for round in 0..3 {
+        let mut c = std::net::TcpStream::connect(&s.addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let head = format!("POST /v1/hash HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n", 4 << 20);
+        c.write_all(head.as_bytes()).unwrap();
+        // 1 MiB after the head, all of it, before reading anything.
+        c.write_all(&body).unwrap_or_else(|e| panic!("round {round}: writing the body failed: {e}"));
+        let mut answer = Vec::new();
+        let read = c.read_to_end(&mut answer);
+        let text = String::from_utf8_lossy(&answer);
+        assert!(read.is_ok(), "round {round}: {read:?}, got {text:?}");
+        assert!(text.starts_with("HTTP/1.1 413 "), "round {round}: {text:?}");
+        assert!(text.contains("exceeds 1048576 bytes"), "{text}");
+    }
 }
 
 #[test]

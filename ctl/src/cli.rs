@@ -129,6 +129,9 @@ pub enum NginxCommand {
     },
     /// Regenerate the upstream from the enabled instances, check, reload.
     Sync,
+    /// Empty the site's response cache (/var/cache/NAME): every entry is
+    /// fetched from the instances again.
+    PurgeCache,
 }
 
 #[derive(Debug, Subcommand)]

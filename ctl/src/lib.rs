@@ -33,6 +33,7 @@ pub mod status;
 pub mod top;
 pub mod units;
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -103,6 +104,12 @@ pub fn run(n: &ServiceName, service: Service, cli: Cli<Command>) -> Result<()> {
         Command::Nginx(NginxCommand::Sync) => {
             units::require_root(n, "nginx sync")?;
             nginx::sync(n, &units::enabled(n)?)?;
+            Ok(())
+        }
+        Command::Nginx(NginxCommand::PurgeCache) => {
+            units::require_root(n, "nginx purge-cache")?;
+            let removed = nginx::purge_cache(n)?;
+            writeln!(out, "nginx: {removed} cached response(s) removed from {}", nginx::cache_dir(n).display())?;
             Ok(())
         }
         Command::Front(f) => match f {

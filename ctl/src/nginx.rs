@@ -66,6 +66,38 @@ pub fn site_enabled(n: &ServiceName) -> PathBuf {
     PathBuf::from(format!("/etc/nginx/sites-enabled/{n}.conf"))
 }
 
+/// nginx's response cache for the site: `/var/cache/NAME` (`proxy_cache_path` in the site).
+pub fn cache_dir(n: &ServiceName) -> PathBuf {
+    PathBuf::from(format!("/var/cache/{n}"))
+}
+
+/// Removes every cached response (nginx treats a missing file as a miss);
+/// returns how many there were.
+pub fn purge_cache(n: &ServiceName) -> Result<usize, NginxError> {
+    fn walk(dir: &Path, top: bool) -> Result<usize, NginxError> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(error) => return Err(NginxError::Io { path: dir.into(), error }),
+        };
+        let mut removed = 0;
+        for e in entries.flatten() {
+            let p = e.path();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                removed += walk(&p, false)?;
+            } else {
+                std::fs::remove_file(&p).map_err(io(&p))?;
+                removed += 1;
+            }
+        }
+        if !top {
+            let _ = std::fs::remove_dir(dir);
+        }
+        Ok(removed)
+    }
+    walk(&cache_dir(n), true)
+}
+
 /// certbot's webroot for HTTP-01 challenges, served at /.well-known/acme-challenge/.
 pub fn acme_webroot(n: &ServiceName) -> PathBuf {
     n.state_dir().join("acme")

@@ -75,6 +75,9 @@ pub fn config_file(service: &Service) -> Result<String, PackageError> {
     let mut text = fill(templates::CONFIG, n);
     for s in service.sections() {
         text.push_str(&format!("\n# [{}]: {n}'s own settings (its built-in defaults).\n", s.name()));
+        for line in s.doc().lines() {
+            text.push_str(&format!("# {line}\n").replace("# \n", "#\n"));
+        }
         text.push_str(&s.default_toml());
     }
     // What we ship must load, and load to the built-in defaults.

@@ -45,6 +45,10 @@ pub trait Section: Serialize + DeserializeOwned + Default + Clone + Send + Sync 
     /// The table's name: `[NAME]` in the file, `PREFIX_NAME_KEY` in the environment.
     const NAME: &'static str;
 
+    /// What the section and its keys are for: written as comments above the
+    /// section in the packaged configuration file.
+    const DOC: &'static str = "";
+
     /// Checks serde cannot express. `Err((key, message))` names the key
     /// inside this section (`"text"`, or `"limits.max"` for a nested table).
     fn validate(&self) -> Result<(), (String, String)> {
@@ -58,6 +62,7 @@ type Value = Arc<dyn Any + Send + Sync>;
 #[derive(Clone)]
 pub struct SectionSpec {
     pub(crate) name: &'static str,
+    doc: &'static str,
     pub(crate) type_id: TypeId,
     type_name: &'static str,
     default: fn() -> Value,
@@ -82,6 +87,7 @@ impl SectionSpec {
     pub fn of<T: Section>() -> SectionSpec {
         SectionSpec {
             name: T::NAME,
+            doc: T::DOC,
             type_id: TypeId::of::<T>(),
             type_name: std::any::type_name::<T>(),
             default: || Arc::new(T::default()),
@@ -117,6 +123,11 @@ impl SectionSpec {
 
     pub(crate) fn validate(&self, v: &Value) -> Result<(), (String, String)> {
         (self.validate)(v)
+    }
+
+    /// What the section is for (comment text, one or more lines).
+    pub fn doc(&self) -> &'static str {
+        self.doc
     }
 
     /// The section's defaults as TOML, under its `[NAME]` header.

@@ -247,18 +247,41 @@ struct Server {
     notifier: Notifier,
 }
 
-/// Counts connections accepted before the drain began; the drain waits for
-/// them (a proxy's keep-alive connections) to be closed by their peer.
+/// Counts open connections of one kind: those accepted before the drain
+/// began (the drain waits for their peer to close them), or during it.
 #[derive(Default)]
-struct Before {
+struct Tracked {
     open: AtomicUsize,
     closed: tokio::sync::Notify,
 }
 
-/// Decrements [`Before`] when a pre-drain connection ends.
-struct BeforeGuard(Arc<Before>);
+impl Tracked {
+    /// Counts one connection until the guard is dropped.
+    fn track(self: &Arc<Tracked>) -> TrackGuard {
+        self.open.fetch_add(1, Ordering::AcqRel);
+        TrackGuard(self.clone())
+    }
 
-impl Drop for BeforeGuard {
+    fn open(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// Waits until none is open.
+    async fn all_closed(&self) {
+        loop {
+            let closed = self.closed.notified();
+            if self.open() == 0 {
+                return;
+            }
+            closed.await;
+        }
+    }
+}
+
+/// Uncounts its connection from [`Tracked`] when the connection ends.
+struct TrackGuard(Arc<Tracked>);
+
+impl Drop for TrackGuard {
     fn drop(&mut self) {
         if self.0.open.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.0.closed.notify_waiters();
@@ -278,7 +301,8 @@ impl Server {
         let builder = Arc::new(http_builder(&cfg));
         let graceful = GracefulShutdown::new();
         let limit = Arc::new(Semaphore::new(cfg.http.max_connections));
-        let before = Arc::new(Before::default());
+        let before = Arc::new(Tracked::default());
+        let during = Arc::new(Tracked::default());
         let monitor = tokio::spawn(monitor(self.state.clone(), self.notifier.clone(), limit.clone(), cfg.http.max_connections));
 
         let ready = format!("serving on {}", acquired.describe);
@@ -294,22 +318,27 @@ impl Server {
         );
         self.notifier.ready(&ready);
 
+        // A connection accepted before the drain is closed by the drain's
+        // last step if still idle (`graceful`); one accepted during the drain
+        // is not: its client (nginx) writes its first request right after
+        // connecting, and closing it in between would lose that request. It
+        // ends after its first answer (`Connection: close`), or at
+        // http.header_timeout if nothing comes.
         let spawn_conn = |conn: Conn, permit: tokio::sync::OwnedSemaphorePermit, draining: bool| {
-            let watcher = graceful.watcher();
+            let watcher = (!draining).then(|| graceful.watcher());
+            let guard = if draining { during.track() } else { before.track() };
             let state = self.state.clone();
             let app = self.app.clone();
             let builder = builder.clone();
-            let guard = (!draining).then(|| {
-                before.open.fetch_add(1, Ordering::AcqRel);
-                BeforeGuard(before.clone())
-            });
             tokio::spawn(async move {
                 state.metrics.connections.inc();
                 let svc_state = state.clone();
                 let svc = hyper::service::service_fn(move |req| handle(svc_state.clone(), app.clone(), req));
-                let result = match conn {
-                    Conn::Tcp(s) => watcher.watch(builder.serve_connection(TokioIo::new(Linger::new(s)), svc).into_owned()).await,
-                    Conn::Unix(s) => watcher.watch(builder.serve_connection(TokioIo::new(Linger::new(s)), svc).into_owned()).await,
+                let result = match (conn, watcher) {
+                    (Conn::Tcp(s), Some(w)) => w.watch(builder.serve_connection(TokioIo::new(Linger::new(s)), svc).into_owned()).await,
+                    (Conn::Unix(s), Some(w)) => w.watch(builder.serve_connection(TokioIo::new(Linger::new(s)), svc).into_owned()).await,
+                    (Conn::Tcp(s), None) => builder.serve_connection(TokioIo::new(Linger::new(s)), svc).into_owned().await,
+                    (Conn::Unix(s), None) => builder.serve_connection(TokioIo::new(Linger::new(s)), svc).into_owned().await,
                 };
                 if let Err(e) = result {
                     tracing::debug!(error = %e, "connection ended with an error");
@@ -351,7 +380,7 @@ impl Server {
         let idle_deadline = tokio::time::Instant::now() + cfg.http.drain_idle.min(cfg.shutdown_timeout);
         loop {
             let closed = before.closed.notified();
-            if before.open.load(Ordering::Acquire) == 0 {
+            if before.open() == 0 {
                 break;
             }
             tokio::select! {
@@ -365,14 +394,17 @@ impl Server {
                 },
             }
         }
-        let left_idle = before.open.load(Ordering::Acquire);
+        let left_idle = before.open();
         // Step 2: stop accepting. Under systemd the socket stays open in PID 1,
         // so new connections wait in its backlog for the next instance.
         drop(listeners);
-        // Step 3: close idle connections now, busy ones after their answer;
-        // wait for them and the pool up to shutdown_timeout from the signal.
+        // Step 3: close the pre-drain connections still idle now, busy ones
+        // after their answer; let those accepted during the drain finish
+        // their request; wait for all of it and the pool, up to
+        // shutdown_timeout from the signal.
         let deadline = started + cfg.shutdown_timeout;
-        let conns_done = tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), graceful.shutdown()).await.is_ok();
+        let conns = async { tokio::join!(graceful.shutdown(), during.all_closed()) };
+        let conns_done = tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), conns).await.is_ok();
         let pool_done = self.state.pool.drain(deadline.saturating_duration_since(Instant::now())).await;
         monitor.abort();
         if let Some(rec) = &self.state.spans {

@@ -27,15 +27,20 @@ ct_pid() { cat "$STATE/$1.pid" 2>/dev/null || true; }
 log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "FATAL: $*"; exit 1; }
 
-# build_debs DIR: builds the package under test and a version-bumped copy (for
-# the upgrade tests) into DIR; sets DEB, DEB_NEXT and their basenames
-# DEB_NAME, DEB_NEXT_NAME.
+# build_debs DIR [UPGRADES]: builds the package under test and UPGRADES
+# (default 1) version-bumped copies (0.1.0-2, -3, ...; for the upgrade tests)
+# into DIR; sets DEB, DEB_NEXT (0.1.0-2) and their basenames DEB_NAME,
+# DEB_NEXT_NAME, and DEB_UPGRADES (every copy, oldest first).
 build_debs() {
-    local dir=$1
+    local dir=$1 upgrades=${2:-1} k
     log "building packages"
     rm -rf "$dir" && mkdir -p "$dir"
     packaging/build-deb --output "$dir" >/dev/null
-    packaging/build-deb --output "$dir" --deb-version 0.1.0-2 >/dev/null
+    DEB_UPGRADES=()
+    for ((k = 2; k <= upgrades + 1; k++)); do
+        packaging/build-deb --output "$dir" --deb-version "0.1.0-$k" >/dev/null
+        DEB_UPGRADES+=("$(ls "$dir"/corepool_0.1.0-"$k"_*.deb)")
+    done
     DEB=$(ls "$dir"/corepool_*-1_*.deb)
     DEB_NEXT=$(ls "$dir"/corepool_0.1.0-2_*.deb)
     [[ -f $DEB && -f $DEB_NEXT ]] || die "package build failed"
@@ -279,23 +284,80 @@ load() {
              END { printf "%d %d %.3f", n, f + 0, m + 0; for (k in c) printf " %s:%d", k, c[k]; printf "\n" }'
 }
 
-# load_rounds NAME STOPFILE OUT URL [CURL ARGS...]: `load` in rounds of 2000
-# requests (16 at a time) until STOPFILE exists, one result line per round in
-# OUT: a load that lasts as long as the operation under test, and never more
-# than LOAD_ROUNDS_MAX_S (120) seconds, even if nobody creates STOPFILE.
+# load_rounds NAME STOPFILE OUT URL [CURL ARGS...]: `load` in rounds of
+# ROUND_N (2000) requests, ROUND_PAR (16) at a time, until STOPFILE exists,
+# one result line per round in OUT: a load that lasts as long as the operation
+# under test, and never more than LOAD_ROUNDS_MAX_S (120) seconds, even if
+# nobody creates STOPFILE.
 load_rounds() {
     local name=$1 stop=$2 out=$3 deadline=$((SECONDS + ${LOAD_ROUNDS_MAX_S:-120}))
     shift 3
     : >"$out"
     while [[ ! -e $stop ]] && ((SECONDS < deadline)); do
         # A failed request fails curl, and then this pipeline; it is counted in OUT.
-        load "$name" 2000 16 "$@" >>"$out" || true
+        load "$name" "${ROUND_N:-2000}" "${ROUND_PAR:-16}" "$@" >>"$out" || true
     done
 }
 
-# load_total OUT: "<total> <failed>" over the rounds in OUT.
+# load_total OUT: "<total> <failed> <max_s>" over the rounds in OUT.
 load_total() {
-    awk '{ t += $1; f += $2 } END { printf "%d %d\n", t, f }' "$1"
+    awk '{ t += $1; f += $2; if ($3 > m) m = $3 } END { printf "%d %d %.3f\n", t, f, m + 0 }' "$1"
+}
+
+# mixed_load NAME STOPFILE OUT BASE [CURL ARGS...]: what users send, in rounds
+# until STOPFILE exists, from NAME to BASE (e.g. https://app.test): light
+# GETs of / (16 at a time), POSTs of a 4 KiB body to /v1/hash (8 at a time)
+# and heavy GETs of /compute (2 at a time). nginx retries a failed GET on
+# another server but never a POST it has sent, so only the POSTs show what a
+# client loses. Results per kind in OUT.get, OUT.post, OUT.heavy.
+mixed_load() {
+    local name=$1 stop=$2 out=$3 base=$4
+    shift 4
+    on "$name" sh -c '[ -s /var/tmp/body4k ] || head -c 4096 /dev/urandom > /var/tmp/body4k'
+    load_rounds "$name" "$stop" "$out.get" "$base/" "$@" &
+    local g=$!
+    ROUND_N=500 ROUND_PAR=8 load_rounds "$name" "$stop" "$out.post" "$base/v1/hash?alg=sha256" "$@" \
+        -H 'Content-Type: application/octet-stream' --data-binary @/var/tmp/body4k &
+    local p=$!
+    ROUND_N=20 ROUND_PAR=2 load_rounds "$name" "$stop" "$out.heavy" "$base/compute?n=20000000" "$@"
+    wait "$g" "$p"
+}
+
+# mixed_event NAME BASE OUT REPEAT CMD...: runs CMD REPEAT times (0.5 s
+# apart) during a mixed_load from NAME to BASE (curl arguments from the
+# MIXED_CURL array); prints "<kind> <total> <failed> <max_s>" for get, post
+# and heavy, and keeps them in OUT.summary.
+mixed_event() {
+    local name=$1 base=$2 out=$3 repeat=$4 k
+    shift 4
+    rm -f "$out.stop"
+    mixed_load "$name" "$out.stop" "$out" "$base" "${MIXED_CURL[@]}" &
+    local l=$!
+    sleep 0.5
+    for ((k = 1; k <= repeat; k++)); do
+        "$@" >>"$out.cmd" 2>&1 || { echo "event $k failed: $(tail -n 5 "$out.cmd")" >&2; touch "$out.stop"; wait "$l"; return 1; }
+        sleep 0.5
+    done
+    touch "$out.stop"
+    wait "$l"
+    local kind
+    for kind in get post heavy; do
+        echo "$kind $(load_total "$out.$kind")"
+    done | tee "$out.summary"
+}
+
+# mixed_ok OUT WHAT: every request of the mixed_event in OUT was answered
+# (a total above 0, 0 failed, for each kind).
+mixed_ok() {
+    local kind total failed
+    while read -r kind total failed _; do
+        ((total > 0)) || fail "$2: no $kind request was sent"
+        if [[ $failed != 0 ]]; then
+            # The rounds with failures: their status counts (000: no answer).
+            awk '$2 != 0' "$1.$kind" >&2
+            fail "$2: $failed of $total $kind requests failed"
+        fi
+    done <"$1.summary"
 }
 
 # ms_since START_NS: milliseconds since a `date +%s%N` reading.
