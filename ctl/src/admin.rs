@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use corepool_runtime::config::BackendConfig;
+use corepool_runtime::config::Config;
 use corepool_runtime::ServiceName;
 
 use crate::client;
@@ -120,7 +120,8 @@ fn not_ready(n: &ServiceName, i: u32, detail: String) -> AdminError {
 ///
 /// Scaling down takes instances out of nginx first, then stops them; scaling
 /// up starts them, waits for readiness (unless `lazy`), then adds them to nginx.
-pub fn set_count(n: &ServiceName, count: u32, lazy: bool, backend: &BackendConfig, out: &mut dyn Write) -> Result<(), AdminError> {
+pub fn set_count(n: &ServiceName, count: u32, lazy: bool, cfg: &Config, out: &mut dyn Write) -> Result<(), AdminError> {
+    let backend = &cfg.backend;
     if backend.enabled() && u32::from(backend.port_base) + count > 65536 {
         return Err(AdminError::Refused(format!("[backend] port_base {} + {count} instances does not fit below port 65536", backend.port_base)));
     }
@@ -153,6 +154,8 @@ pub fn set_count(n: &ServiceName, count: u32, lazy: bool, backend: &BackendConfi
     }
     let target = n.target_unit();
     if count == 0 {
+        units::systemctl(&["disable", "--now", "--quiet", &n.metrics_unit()])?;
+        crate::exporter::write_targets(n, &cfg.metrics, &[]).map_err(|e| AdminError::Refused(e.to_string()))?;
         units::systemctl(&["disable", "--now", "--quiet", &target])?;
         writeln!(out, "{target}: disabled; no instances remain")?;
         return Ok(());
@@ -176,26 +179,31 @@ pub fn set_count(n: &ServiceName, count: u32, lazy: bool, backend: &BackendConfi
         nginx::sync(n, &desired_list)?;
         writeln!(out, "nginx: upstream covers instances 0..{}", count - 1)?;
     }
+    // Prometheus: the targets first (file_sd), then the endpoint they point at.
+    crate::exporter::write_targets(n, &cfg.metrics, &desired_list).map_err(|e| AdminError::Refused(e.to_string()))?;
+    units::systemctl(&["enable", "--now", "--quiet", &n.metrics_unit()])?;
+    let addr = crate::exporter::listen_addr(n, &cfg.metrics).map_err(|e| AdminError::Refused(e.to_string()))?;
+    writeln!(out, "metrics: http://{addr}/instances/N/metrics, targets in {}", crate::exporter::targets_path(n).display())?;
     writeln!(out, "{count} instance(s) enabled; they start at boot with {target}")?;
     Ok(())
 }
 
 /// `NAME enable N|max [--lazy]`.
-pub fn enable(n: &ServiceName, count: Count, lazy: bool, backend: &BackendConfig, out: &mut dyn Write) -> Result<(), AdminError> {
+pub fn enable(n: &ServiceName, count: Count, lazy: bool, cfg: &Config, out: &mut dyn Write) -> Result<(), AdminError> {
     require(n, "enable")?;
-    set_count(n, count.resolve(), lazy, backend, out)
+    set_count(n, count.resolve(), lazy, cfg, out)
 }
 
 /// `NAME scale N|max`.
-pub fn scale(n: &ServiceName, count: Count, backend: &BackendConfig, out: &mut dyn Write) -> Result<(), AdminError> {
+pub fn scale(n: &ServiceName, count: Count, cfg: &Config, out: &mut dyn Write) -> Result<(), AdminError> {
     require(n, "scale")?;
-    set_count(n, count.resolve(), false, backend, out)
+    set_count(n, count.resolve(), false, cfg, out)
 }
 
 /// `NAME disable`.
 pub fn disable(n: &ServiceName, out: &mut dyn Write) -> Result<(), AdminError> {
     require(n, "disable")?;
-    set_count(n, 0, true, &BackendConfig::default(), out)
+    set_count(n, 0, true, &Config::default(), out)
 }
 
 fn main_pid(n: &ServiceName, i: u32) -> Result<(String, u32), AdminError> {

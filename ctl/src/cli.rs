@@ -65,6 +65,9 @@ pub enum Command {
     /// instances (each host sets `[backend] allow` to this host's address).
     #[command(subcommand)]
     Front(FrontCommand),
+    /// The host's scrape endpoint for Prometheus (NAME-metrics.service).
+    #[command(subcommand)]
+    Metrics(MetricsCommand),
     /// Obtain a certificate with certbot (webroot) and switch the site to HTTPS.
     Https {
         /// Domain names; the first names the certificate
@@ -132,6 +135,20 @@ pub enum NginxCommand {
     /// Empty the site's response cache (/var/cache/NAME): every entry is
     /// fetched from the instances again.
     PurgeCache,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MetricsCommand {
+    /// Serve every running instance's metrics and the host's view of them on
+    /// [metrics] listen (what NAME-metrics.service runs).
+    Serve,
+    /// Print the Prometheus file_sd targets of this host's enabled instances
+    /// (what `enable/scale` keep in /var/lib/NAME/prometheus/targets.json).
+    Targets {
+        /// The endpoint's address as Prometheus reaches it [default: [metrics] listen]
+        #[arg(long, value_name = "HOST:PORT")]
+        address: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -17,12 +17,14 @@
 //! | [`https`] | certbot (webroot) and the TLS server |
 //! | [`front`] | one nginx front over several hosts |
 //! | [`client`] | a tiny blocking HTTP client for the instances' sockets |
+//! | [`exporter`] | `metrics serve`: the host's scrape endpoint for Prometheus, file_sd targets |
 //! | [`new`] | `corepool new PATH`: a new service crate |
 //! | [`package`] | `NAME package`: the service's .deb |
 
 pub mod admin;
 pub mod cli;
 pub mod client;
+pub mod exporter;
 pub mod front;
 pub mod https;
 pub mod logs;
@@ -42,7 +44,7 @@ use corepool_runtime::cli::{exit_status, run_base, Cli, ServeArgs};
 use corepool_runtime::{Service, ServiceName};
 
 use crate::admin::Count;
-use crate::cli::{Command, FrontCommand, NginxCommand};
+use crate::cli::{Command, FrontCommand, MetricsCommand, NginxCommand};
 
 /// `main` of a service binary with the operator commands.
 pub fn main(service: Service) -> ExitCode {
@@ -76,21 +78,19 @@ pub fn run(n: &ServiceName, service: Service, cli: Cli<Command>) -> Result<()> {
     };
     let out = &mut std::io::stdout();
     let count = |s: &str| s.parse::<Count>().map_err(anyhow::Error::msg);
-    // The [backend] settings `enable`/`scale` write into the socket units.
-    let backend = |config| -> Result<corepool_runtime::config::BackendConfig> {
-        Ok(service.load(&service.source(config)?, &[])?.config.backend)
-    };
+    // The settings `enable`/`scale` act on ([backend] sockets, [metrics] targets).
+    let settings = |config| -> Result<corepool_runtime::config::Config> { Ok(service.load(&service.source(config)?, &[])?.config) };
     match command {
         Command::Base(_) => unreachable!("handled above"),
         Command::Enable { count: c, lazy } => {
             // Before reading the (root-only) configuration: say sudo, not "unreadable".
             admin::require(n, "enable")?;
-            Ok(admin::enable(n, count(&c)?, lazy, &backend(cli.config)?, out)?)
+            Ok(admin::enable(n, count(&c)?, lazy, &settings(cli.config)?, out)?)
         }
         Command::Disable => Ok(admin::disable(n, out)?),
         Command::Scale { count: c } => {
             admin::require(n, "scale")?;
-            Ok(admin::scale(n, count(&c)?, &backend(cli.config)?, out)?)
+            Ok(admin::scale(n, count(&c)?, &settings(cli.config)?, out)?)
         }
         Command::Reload { instance } => Ok(admin::reload(n, instance, out)?),
         Command::Restart => Ok(admin::restart(n, out)?),
@@ -128,6 +128,16 @@ pub fn run(n: &ServiceName, service: Service, cli: Cli<Command>) -> Result<()> {
             FrontCommand::Undrain { host } => Ok(front::undrain(n, &host, out)?),
             FrontCommand::Status { json } => Ok(front::status(n, json, out)?),
         },
+        Command::Metrics(MetricsCommand::Serve) => Ok(exporter::serve(n, &settings(cli.config)?.metrics)?),
+        Command::Metrics(MetricsCommand::Targets { address }) => {
+            let cfg = settings(cli.config)?.metrics;
+            let addr = match address {
+                Some(a) => a.parse().map_err(|_| anyhow::anyhow!("--address `{a}` is not HOST:PORT"))?,
+                None => exporter::listen_addr(n, &cfg)?,
+            };
+            write!(out, "{}", exporter::targets(n, addr, &exporter::hostname(), &units::enabled(n)?))?;
+            Ok(())
+        }
         Command::Https { domains, email, staging, server, hsts } => {
             Ok(https::https(n, &https::HttpsOptions { domains, email, staging, server, hsts }, out)?)
         }

@@ -28,6 +28,10 @@ pub mod templates {
     pub const SERVICE: &str = include_str!("../../systemd/template@.service");
     pub const SOCKET: &str = include_str!("../../systemd/template@.socket");
     pub const TARGET: &str = include_str!("../../systemd/template.target");
+    pub const METRICS: &str = include_str!("../../systemd/template-metrics.service");
+    pub const PROMETHEUS: &str = include_str!("../../packaging/prometheus/prometheus.yml");
+    pub const RULES: &str = include_str!("../../packaging/prometheus/rules.yml");
+    pub const DASHBOARD: &str = include_str!("../../packaging/grafana/dashboard.json");
     pub const SITE: &str = include_str!("../../nginx/site.conf");
     pub const PROXY: &str = include_str!("../../nginx/proxy.conf");
     pub const TLS: &str = include_str!("../../nginx/tls.conf");
@@ -210,6 +214,10 @@ fn payload(service: &Service, cli: &mut clap::Command, binary: Vec<u8>, o: &Opti
         entry(format!("usr/lib/systemd/system/{n}@.service"), fill(templates::SERVICE, &n), 0o644),
         entry(format!("usr/lib/systemd/system/{n}@.socket"), fill(templates::SOCKET, &n), 0o644),
         entry(format!("usr/lib/systemd/system/{n}.target"), fill(templates::TARGET, &n), 0o644),
+        entry(format!("usr/lib/systemd/system/{n}-metrics.service"), fill(templates::METRICS, &n), 0o644),
+        entry(format!("etc/{n}/prometheus/prometheus.yml"), fill(templates::PROMETHEUS, &n), 0o644),
+        entry(format!("etc/{n}/prometheus/rules.yml"), fill(templates::RULES, &n), 0o644),
+        entry(format!("usr/share/{n}/grafana/dashboard.json"), fill(templates::DASHBOARD, &n), 0o644),
         entry(format!("etc/{n}/{n}.toml"), config_file(service)?, 0o644),
         entry(format!("etc/nginx/sites-available/{n}.conf"), fill(templates::SITE, &n), 0o644),
         entry(format!("etc/{n}/nginx/proxy.conf"), fill(templates::PROXY, &n), 0o644),
@@ -378,6 +386,10 @@ mod tests {
             templates::SERVICE,
             templates::SOCKET,
             templates::TARGET,
+            templates::METRICS,
+            templates::PROMETHEUS,
+            templates::RULES,
+            templates::DASHBOARD,
             templates::SITE,
             templates::PROXY,
             templates::TLS,
@@ -390,8 +402,11 @@ mod tests {
             let f = fill(t, &n);
             assert!(!f.contains("@NAME@") && !f.contains("@IDENT@") && !f.contains("@PREFIX@"), "{f}");
             for line in f.lines().filter(|l| !l.trim_start().starts_with('#')) {
-                // corepool itself is named only in comments: every path, unit and user is the service's.
-                assert!(!line.contains("corepool"), "{line}");
+                // corepool names its metrics (corepool_*) and itself in comments;
+                // every path, unit, user, upstream and variable is the service's.
+                for own in ["/corepool", "corepool@", "corepool.", " corepool;", "=corepool", "$corepool", "http://corepool"] {
+                    assert!(!line.contains(own), "{own:?} in {line}");
+                }
             }
         }
         assert!(fill(templates::SITE, &n).contains("map $http_upgrade $my_app_connection"));

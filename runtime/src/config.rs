@@ -31,6 +31,7 @@ pub struct Config {
     pub pool: PoolConfig,
     pub log: LogConfig,
     pub backend: BackendConfig,
+    pub metrics: MetricsConfig,
     pub debug: DebugConfig,
 }
 
@@ -153,6 +154,28 @@ pub fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
         .map_err(|_| format!("`{s}` is not an IP address or network (e.g. 10.0.0.1, 10.0.0.0/24, fd00::/64)"))
 }
 
+/// The host's scrape endpoint for Prometheus (`NAME-metrics.service`, run
+/// by `NAME metrics serve`; see corepool-ctl's `exporter`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// `HOST:PORT` it listens on. Empty: `127.0.0.1` and a port derived from
+    /// the service's name (so that services on one host differ), which
+    /// `NAME metrics targets` shows.
+    pub listen: String,
+    /// Prometheus servers (addresses or networks) allowed to scrape a
+    /// non-loopback `listen` address; loopback peers always may. Empty with a
+    /// non-loopback address: everyone.
+    pub allow: Vec<String>,
+}
+
+impl MetricsConfig {
+    /// `allow` as networks (unparsable entries left out: `validate` refuses them first).
+    pub fn networks(&self) -> Vec<ipnet::IpNet> {
+        self.allow.iter().filter_map(|a| parse_net(a).ok()).collect()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DebugConfig {
@@ -182,6 +205,7 @@ impl Default for Config {
             pool: PoolConfig::default(),
             log: LogConfig::default(),
             backend: BackendConfig::default(),
+            metrics: MetricsConfig::default(),
             debug: DebugConfig::default(),
         }
     }
@@ -245,6 +269,14 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
         parse_net(a).map_err(|e| ("backend.allow".to_string(), e))?;
     }
     check(c.backend.port_base >= 1, "backend.port_base", "must be 1..=65535")?;
+    check(
+        c.metrics.listen.is_empty() || c.metrics.listen.parse::<std::net::SocketAddr>().is_ok(),
+        "metrics.listen",
+        "must be HOST:PORT with an IP address (e.g. 127.0.0.1:9500, [::1]:9500), or empty",
+    )?;
+    for a in &c.metrics.allow {
+        parse_net(a).map_err(|e| ("metrics.allow".to_string(), e))?;
+    }
     check(
         c.backend.bind.is_empty() || c.backend.bind.parse::<std::net::IpAddr>().is_ok(),
         "backend.bind",

@@ -97,7 +97,10 @@ impl std::fmt::Debug for Metrics {
 }
 
 impl Metrics {
-    pub fn new(pool: &PoolStats) -> Metrics {
+    /// The metrics of an instance whose pool has `threads` threads and room
+    /// for `capacity` queued jobs (exported, so a saturation alert needs no
+    /// knowledge of the configuration).
+    pub fn new(pool: &PoolStats, threads: usize, capacity: usize) -> Metrics {
         let mut root = Registry::with_prefix("corepool");
         let requests = Family::<RequestLabels, Counter>::default();
         let latency = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
@@ -112,6 +115,11 @@ impl Metrics {
         let p = root.sub_registry_with_prefix("pool");
         p.register("queue_depth", "Jobs waiting for a pool thread", pool.queued.clone());
         p.register("busy_threads", "Pool threads running a job", pool.busy.clone());
+        let (t, q) = (Gauge::<i64>::default(), Gauge::<i64>::default());
+        t.set(threads as i64);
+        q.set(capacity as i64);
+        p.register("threads", "Pool threads (pool.threads)", t);
+        p.register("queue_capacity", "Jobs the queue holds before refusing with 503 (pool.queue)", q);
         for (outcome, c) in [
             ("completed", &pool.completed),
             ("rejected", &pool.rejected),
@@ -154,7 +162,7 @@ mod tests {
     fn exposition_has_requests_latency_and_pool() {
         let pool = PoolStats::default();
         pool.completed.inc();
-        let m = Metrics::new(&pool);
+        let m = Metrics::new(&pool, 2, 64);
         m.observe(Route::Unmatched, 404, Duration::from_micros(300));
         m.observe(Route::Unmatched, 404, Duration::from_micros(300));
         m.observe(Route::Unmatched, 503, Duration::from_millis(1));
@@ -164,6 +172,7 @@ mod tests {
         assert!(text.contains(r#"corepool_http_request_duration_seconds_count{route="unmatched"} 3"#));
         assert!(text.contains("corepool_pool_jobs_completed_total 1"), "{text}");
         assert!(text.contains("corepool_pool_queue_depth"));
+        assert!(text.contains("corepool_pool_queue_capacity 64") && text.contains("corepool_pool_threads 2"), "{text}");
         assert!(text.ends_with("# EOF\n"));
         assert_eq!(m.total_requests(), 3);
     }

@@ -116,6 +116,11 @@ impl ServiceName {
         format!("{}@{i}.socket", self.0)
     }
 
+    /// `myapp-metrics.service`: the host's scrape endpoint for Prometheus.
+    pub fn metrics_unit(&self) -> String {
+        format!("{}-metrics.service", self.0)
+    }
+
     /// `myapp.target`: groups the enabled instances, started at boot.
     pub fn target_unit(&self) -> String {
         format!("{}.target", self.0)

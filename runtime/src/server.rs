@@ -113,7 +113,7 @@ impl State {
             queue: cfg.pool.queue,
             thread: ThreadSettings { nice: cfg.pool.nice, sched: cfg.pool.sched, cpus: pool_cpus },
         });
-        let metrics = Metrics::new(pool.stats());
+        let metrics = Metrics::new(pool.stats(), pool.threads(), pool.capacity());
         State {
             config: ArcSwap::from_pointee(cfg.clone()),
             sections: ArcSwap::from_pointee(loaded.sections.clone()),

@@ -13,8 +13,9 @@ MIRROR=${COREPOOL_TEST_MIRROR:-}
 # In the rootfs from the start: what a minimal Debian server has.
 BASE_INCLUDE="systemd,systemd-sysv,dbus,curl,ca-certificates,procps,iproute2,util-linux"
 # Test tools, installed after debootstrap (python packages fail in --include):
-# certbot and the local ACME server pebble; openssl for certificates.
-BASE_EXTRA="certbot pebble openssl python3"
+# certbot and the local ACME server pebble; openssl for certificates;
+# Debian's prometheus (with promtool) for the observability tests.
+BASE_EXTRA="certbot pebble openssl python3 prometheus"
 BASE_KEY=$(printf '%s|%s|v1' "$BASE_INCLUDE" "$BASE_EXTRA" | sha256sum | cut -c1-12)
 BASE="$CACHE/bookworm-$BASE_KEY"
 

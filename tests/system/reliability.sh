@@ -29,6 +29,8 @@ mixed_lost() {
     local kind total failed
     while read -r kind total failed _; do
         ((total > 0)) || fail "$2: no $kind request was sent"
+        # The rounds with failures: their status counts (000: no answer).
+        [[ $failed == 0 ]] || awk '$2 != 0' "$1.$kind" >&2
         case $kind in
             post) ((failed <= $3)) || fail "$2: $failed of $total POSTs failed (at most $3: the ones in flight)" ;;
             *) [[ $failed == 0 ]] || fail "$2: $failed of $total $kind requests failed" ;;
@@ -69,6 +71,168 @@ test_nginx_reload_under_load() {
     mixed_event app "$MIXED_BASE" "$WORK/ngx" 5 ct app systemctl reload nginx
     record nginx_reload_x5_mixed "$(tr '\n' ';' <"$WORK/ngx.summary")"
     mixed_ok "$WORK/ngx" "5 nginx reloads"
+}
+
+# ---- HTTP caching: Cache-Control from the instances, nginx's proxy_cache
+
+# pool_jobs: pool jobs completed by every instance together.
+pool_jobs() {
+    local i sum=0 v
+    for ((i = 0; i < NCPU; i++)); do
+        v=$(curl_sock "$i" /metrics | awk '/^corepool_pool_jobs_completed_total / {print $2}')
+        sum=$((sum + ${v%.*}))
+    done
+    echo "$sum"
+}
+
+# url_cfg COUNT URL [OUT]: a curl config in the container (/var/tmp/same.cfg):
+# COUNT requests for the very same URL, bodies to OUT.1 .. OUT.COUNT (default: dropped).
+url_cfg() {
+    local k
+    for ((k = 1; k <= $1; k++)); do
+        printf 'url = "%s"\noutput = "%s"\n' "$2" "${3:-/dev/null}${3:+.$k}"
+    done | ct app sh -c 'cat > /var/tmp/same.cfg'
+}
+
+# same_url PARALLEL: runs /var/tmp/same.cfg through nginx over HTTPS, PARALLEL
+# at a time; prints "status cache-status" per request.
+same_url() {
+    ct app curl -s --parallel --parallel-max "$1" --max-time 60 "${MIXED_CURL[@]}" \
+        -w '%{http_code} %header{x-cache-status}\n' -K /var/tmp/same.cfg
+}
+
+test_identical_heavy_requests_cost_one_pool_job() {
+    # A fresh n: not in the cache yet.
+    local n=$((40000000 + RANDOM)) before mid after
+    local url="$MIXED_BASE/compute?n=$n"
+    before=$(pool_jobs)
+    url_cfg 20 "$url" /var/tmp/burst1
+    same_url 20 >"$WORK/burst1.codes"
+    mid=$(pool_jobs)
+    expect_eq "$(cut -d' ' -f1 "$WORK/burst1.codes" | sort | uniq -c | tr -s ' ')" " 20 200" "statuses of 20 identical heavy requests"
+    expect_eq "$(ct app sh -c 'cat /var/tmp/burst1.[0-9]* | sort -u | wc -l')" 1 "distinct bodies among the 20"
+    expect_eq "$((mid - before))" 1 "pool jobs for 20 identical requests (proxy_cache_lock)"
+    record cache_burst_first "$(cut -d' ' -f2 "$WORK/burst1.codes" | sort | uniq -c | tr -s ' \n' ' '); jobs +$((mid - before))"
+    # Again: every one from the cache, no job.
+    url_cfg 20 "$url" /var/tmp/burst2
+    same_url 20 >"$WORK/burst2.codes"
+    after=$(pool_jobs)
+    expect_eq "$(sort -u "$WORK/burst2.codes")" "200 HIT" "second round: statuses and cache"
+    expect_eq "$((after - mid))" 0 "pool jobs for the second round"
+    ct app cmp -s /var/tmp/burst1.1 /var/tmp/burst2.7 || fail "the cached body differs from the computed one"
+    # Health, readiness, status and metrics: never from the cache.
+    local path k status
+    for path in /healthz /readyz / /metrics; do
+        for k in 1 2 3; do
+            status=$(ct app curl -s -o /dev/null -w '%{http_code} %header{x-cache-status} %header{cache-control}' "${MIXED_CURL[@]}" "$MIXED_BASE$path")
+            [[ $status == *HIT* ]] && fail "$path answered from the cache: $status"
+            [[ $status == *no-store* ]] || fail "$path is not no-store: $status"
+        done
+    done
+    true
+}
+
+test_kill9_under_cacheable_load() {
+    # The same n over and over (answers from the cache, refreshed every
+    # minute); every instance killed in turn meanwhile.
+    local url="$MIXED_BASE/compute?n=12345678" stop="$WORK/cachek9.stop"
+    rm -f "$stop"
+    url_cfg 500 "$url"
+    ( while [[ ! -e $stop ]]; do same_url 16 || true; done ) >"$WORK/cachek9.codes" &
+    local l=$!
+    sleep 0.5
+    kill9_each >"$WORK/cachek9.cmd" || fail "kill: $(cat "$WORK/cachek9.cmd")"
+    sleep 0.5
+    touch "$stop"
+    wait "$l"
+    local total failed
+    total=$(wc -l <"$WORK/cachek9.codes")
+    failed=$(grep -vc '^200 ' "$WORK/cachek9.codes" || true)
+    record cache_kill9_each "$failed of $total failed"
+    ((total > 0)) || fail "no load ran"
+    expect_eq "$failed" 0 "failed requests for a cached route while every instance was killed"
+}
+
+test_cache_throughput_with_and_without() {
+    # Measured, not asserted: heavy throughput through nginx for a repeated n,
+    # answered from the cache, against the same n on distinct URLs (each a
+    # miss, a pool job).
+    local n=30000000 t0 hit_ms miss_ms
+    url_cfg 2000 "$MIXED_BASE/compute?n=$n"
+    ct app curl -s -o /dev/null "${MIXED_CURL[@]}" "$MIXED_BASE/compute?n=$n"
+    t0=$(date +%s%N)
+    same_url 16 >"$WORK/hit.codes"
+    hit_ms=$(ms_since "$t0")
+    t0=$(date +%s%N)
+    load app 200 16 "$MIXED_BASE/compute?n=$n" "${MIXED_CURL[@]}" >"$WORK/miss.load"
+    miss_ms=$(ms_since "$t0")
+    local hits misses
+    hits=$(grep -c '^200 HIT$' "$WORK/hit.codes" || true)
+    read -r misses _ <"$WORK/miss.load"
+    record cache_heavy_throughput "n=$n: cached $((hits * 1000 / hit_ms)) req/s ($hits in $hit_ms ms), uncached $((misses * 1000 / miss_ms)) req/s ($misses in $miss_ms ms); ratio $((hits * miss_ms / (hit_ms * misses)))x"
+}
+
+# redbot_notes URL [ENV...]: REDbot's text report for URL (run where told by REDBOT).
+REDBOT_DIR="$WORK/redbot"
+redbot_install() {
+    [[ -x $REDBOT_DIR/bin/redbot ]] && return 0
+    python3 -m pip install --quiet --disable-pip-version-check --break-system-packages --target "$REDBOT_DIR" redbot ||
+        fail "pip install redbot failed"
+}
+
+# redbot_check WHERE URL WANT: REDbot on URL, from this host (WHERE=host) or
+# inside the container (WHERE=app); WANT is "no-store" (never stored, no
+# heuristic freshness) or "fresh" (an explicit freshness lifetime).
+redbot_check() {
+    local where=$1 url=$2 want=$3 out
+    if [[ $where == host ]]; then
+        out=$(PYTHONPATH=$REDBOT_DIR timeout 60 python3 "$REDBOT_DIR/bin/redbot" -o text "$url" 2>&1)
+    else
+        out=$(ct app env PYTHONPATH=/var/tmp/redbot SSL_CERT_FILE=/var/tmp/pebble-root.pem timeout 60 python3 /var/tmp/redbot/bin/redbot -o text "$url" 2>&1)
+    fi
+    echo "== REDbot $where $url" >&2
+    sed -n '/^\* Caching:/,/^$/p' <<<"$out" >&2
+    grep -q '^\* Caching:' <<<"$out" || { echo "$out" >&2; fail "REDbot gave no caching report for $url"; }
+    grep -q "assign their own freshness lifetimes" <<<"$out" && fail "$url: REDbot: heuristic freshness"
+    case $want in
+        no-store)
+            grep -q "can't be stored by caches" <<<"$out" || fail "$url: REDbot does not say it can't be stored"
+            grep -q "allows all caches to store it" <<<"$out" && fail "$url: REDbot: cacheable by accident"
+            ;;
+        fresh) grep -Eq "is fresh for [0-9]+ (seconds|minute)" <<<"$out" || fail "$url: REDbot sees no freshness lifetime" ;;
+    esac
+    true
+}
+
+test_redbot_on_every_builtin_route() {
+    redbot_install
+    # Directly: a corepool on this host, the release binary the package holds.
+    local port=$((20000 + RANDOM % 10000)) pid
+    "$(pwd)/target/release/corepool" serve --listen "127.0.0.1:$port" --set pin=false >"$WORK/redbot-direct.log" 2>&1 &
+    pid=$!
+    local k
+    for ((k = 0; k < 100; k++)); do curl -sf -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.05; done
+    local path
+    for path in / /healthz /readyz /metrics; do
+        redbot_check host "http://127.0.0.1:$port$path" no-store
+    done
+    redbot_check host "http://127.0.0.1:$port/compute?n=10" fresh
+    kill "$pid"
+    wait "$pid" || true
+    # Through the packaged nginx over HTTPS.
+    ct app mkdir -p /var/tmp/redbot
+    tar -C "$REDBOT_DIR" -c . | ct app tar -C /var/tmp/redbot -x
+    # REDbot resolves names itself (DNS, not /etc/hosts): a test DNS server
+    # answering 127.0.0.1 for every name, pebble's own, on port 53.
+    ct app systemd-run -q --unit redbot-dns pebble-challtestsrv -dns01 127.0.0.1:53 -http01 "" -https01 "" -tlsalpn01 "" \
+        -management 127.0.0.1:8056 -defaultIPv4 127.0.0.1 -defaultIPv6 ""
+    ct_sh app "cp /etc/resolv.conf /var/tmp/resolv.conf.saved 2>/dev/null || true; rm -f /etc/resolv.conf; echo 'nameserver 127.0.0.1' > /etc/resolv.conf"
+    for path in / /healthz /readyz /metrics; do
+        redbot_check app "$MIXED_BASE$path" no-store
+    done
+    redbot_check app "$MIXED_BASE/compute?n=10" fresh
+    ct_sh app "systemctl stop redbot-dns; rm -f /etc/resolv.conf; cp /var/tmp/resolv.conf.saved /etc/resolv.conf 2>/dev/null || true"
+    record redbot "no heuristic freshness or accidental cacheability on /, /healthz, /readyz, /metrics (direct and via nginx HTTPS); /compute fresh for its max-age"
 }
 
 test_memory_limit_kills_only_that_instance() {
