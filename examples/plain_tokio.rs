@@ -23,10 +23,7 @@ fn json(status: StatusCode, v: serde_json::Value) -> Response<Full<Bytes>> {
 
 async fn handle(req: Request<Incoming>, started: Instant) -> Result<Response<Full<Bytes>>, Infallible> {
     Ok(match req.uri().path() {
-        "/" => json(
-            StatusCode::OK,
-            serde_json::json!({"service": "plain-tokio", "pid": std::process::id(), "uptime_s": started.elapsed().as_secs_f64()}),
-        ),
+        "/" => json(StatusCode::OK, serde_json::json!({"service": "plain-tokio", "pid": std::process::id(), "uptime_s": started.elapsed().as_secs_f64()})),
         "/compute" => {
             let n = req.uri().query().and_then(|q| q.strip_prefix("n=")).and_then(|v| v.parse::<u64>().ok());
             match n {

@@ -89,17 +89,13 @@ pub enum PasswordError {
 }
 
 fn argon2(cfg: &PasswordConfig) -> Result<Argon2<'static>, PasswordError> {
-    let params = Params::new(cfg.memory_kib, cfg.iterations, cfg.parallelism, None)
-        .map_err(|e| PasswordError::Internal(e.to_string()))?;
+    let params = Params::new(cfg.memory_kib, cfg.iterations, cfg.parallelism, None).map_err(|e| PasswordError::Internal(e.to_string()))?;
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
 /// argon2id PHC string of `password` with a fresh random salt.
 pub fn password_hash(cfg: &PasswordConfig, password: &[u8]) -> Result<String, PasswordError> {
-    argon2(cfg)?
-        .hash_password(password)
-        .map(|h| h.to_string())
-        .map_err(|e| PasswordError::Internal(e.to_string()))
+    argon2(cfg)?.hash_password(password).map(|h| h.to_string()).map_err(|e| PasswordError::Internal(e.to_string()))
 }
 
 /// How much more than this server's own hashing cost a hash presented for

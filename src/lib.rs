@@ -131,9 +131,7 @@ async fn compute(ctx: Ctx, Settings(cfg): Settings<ComputeConfig>, req: Request)
 async fn hash(ctx: Ctx, req: Request) -> Result<Response, ApiError> {
     let cfg = ctx.config();
     let alg_name = query_value(req.uri().query(), "alg").unwrap_or("sha256").to_string();
-    let alg: HashAlg = alg_name
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("query parameter `alg` must be sha256 or blake3, got {alg_name:?}")))?;
+    let alg: HashAlg = alg_name.parse().map_err(|_| ApiError::bad_request(format!("query parameter `alg` must be sha256 or blake3, got {alg_name:?}")))?;
     let chunks = read_body(req, cfg.http.max_body as usize, cfg.http.body_timeout).await?;
     let bytes: usize = chunks.iter().map(|c| c.len()).sum();
     let digest = ctx.run(move |_| jobs::hash(alg, chunks.iter().map(|c| c.as_ref()))).await?;

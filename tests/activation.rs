@@ -171,9 +171,7 @@ fn notify_ready_status_watchdog_and_stopping() {
     // 504 at the deadline, and once the job has run for 2 × job_timeout the
     // pings stop so systemd would restart us.
     let addr = s.addr.clone();
-    let wedge = std::thread::spawn(move || {
-        http(&addr, "POST /debug/wedge?ms=3000 HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
-    });
+    let wedge = std::thread::spawn(move || http(&addr, "POST /debug/wedge?ms=3000 HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"));
     assert_eq!(wedge.join().unwrap().status, 504);
     std::thread::sleep(Duration::from_millis(600));
     let during = collect(&rx, Duration::from_millis(1200));
@@ -183,9 +181,7 @@ fn notify_ready_status_watchdog_and_stopping() {
 
     // A blocked event loop cannot ping either.
     let addr = s.addr.clone();
-    let block = std::thread::spawn(move || {
-        http(&addr, "POST /debug/block?ms=1500 HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
-    });
+    let block = std::thread::spawn(move || http(&addr, "POST /debug/block?ms=1500 HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"));
     std::thread::sleep(Duration::from_millis(300));
     let during = collect(&rx, Duration::from_millis(900));
     assert!(!during.iter().any(|m| m == "WATCHDOG=1"), "no pings from a blocked loop: {during:?}");

@@ -38,8 +38,10 @@ fn smuggling_pairs_never_yield_a_second_request() {
     let s = Server::start(&[]);
     // CL + TE: TE wins (RFC 9112 6.1) or the request is refused; either way
     // the smuggled request behind the chunked body must never be answered.
-    let cl_te = "POST /v1/hash HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n";
-    let te_cl = "POST /v1/hash HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 40\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n";
+    let cl_te =
+        "POST /v1/hash HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n";
+    let te_cl =
+        "POST /v1/hash HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 40\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n";
     for (name, raw) in [("CL.TE", cl_te), ("TE.CL", te_cl)] {
         let all = exchange(&s.addr, raw.as_bytes());
         let st = statuses(&all);
@@ -66,11 +68,9 @@ fn smuggling_pairs_never_yield_a_second_request() {
 #[test]
 fn broken_chunked_bodies_get_400() {
     let s = Server::start(&[]);
-    for (name, chunks) in [
-        ("non-hex size", "zz\r\nabc\r\n0\r\n\r\n"),
-        ("size overflow", "ffffffffffffffffffff\r\nabc\r\n0\r\n\r\n"),
-        ("short chunk", "5\r\nab\r\n0\r\n\r\n"),
-    ] {
+    for (name, chunks) in
+        [("non-hex size", "zz\r\nabc\r\n0\r\n\r\n"), ("size overflow", "ffffffffffffffffffff\r\nabc\r\n0\r\n\r\n"), ("short chunk", "5\r\nab\r\n0\r\n\r\n")]
+    {
         let raw = format!("POST /v1/hash HTTP/1.1\r\nHost: t\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n{chunks}");
         let all = exchange(&s.addr, raw.as_bytes());
         assert_eq!(statuses(&all), vec![400], "{name}: {all:?}");
@@ -150,9 +150,7 @@ fn flooded_pool_answers_503_and_light_requests_stay_fast() {
     // One pool thread, queue 4; a job of ~0.3 s (n = 1e9). 40 heavy requests
     // at once is ten times the queue.
     let s = Server::start(&["pool.threads=1", "pool.queue=4", "pool.job_timeout=\"60s\""]);
-    let heavy: Vec<_> = (0..40)
-        .map(|_| s.spawn_http("GET /compute?n=1000000000 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"))
-        .collect();
+    let heavy: Vec<_> = (0..40).map(|_| s.spawn_http("GET /compute?n=1000000000 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")).collect();
     s.until("pool busy", |s| s.metric("corepool_pool_busy_threads") == 1.0);
     // Light requests while the pool is saturated: the event loop never runs a job.
     let mut lat: Vec<Duration> = (0..200)

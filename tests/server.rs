@@ -48,10 +48,8 @@ fn heavy_routes_run_on_the_pool() {
     assert_eq!(j["hex"], "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     assert_eq!(s.post("/v1/hash?alg=blake3", "abc").json()["hex"], "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85");
     // Streamed chunked upload is hashed the same as a plain one.
-    let chunked = http(
-        &s.addr,
-        "POST /v1/hash?alg=sha256 HTTP/1.1\r\nHost: t\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n2\r\nbc\r\n0\r\n\r\n",
-    );
+    let chunked =
+        http(&s.addr, "POST /v1/hash?alg=sha256 HTTP/1.1\r\nHost: t\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n2\r\nbc\r\n0\r\n\r\n");
     assert_eq!(chunked.json()["hex"], "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     let h = s.post("/v1/password/hash", r#"{"password":"correct horse"}"#).json()["hash"].as_str().unwrap().to_string();
     assert!(h.starts_with("$argon2id$"));
@@ -120,9 +118,8 @@ fn panicking_job_gets_500_and_pool_keeps_full_size() {
     assert_eq!(s.post("/debug/panic", "").status, 500);
     assert_eq!(s.metric("corepool_pool_jobs_panicked_total"), 2.0);
     // Both threads still take jobs at the same time.
-    let holds: Vec<_> = (0..2)
-        .map(|_| s.spawn_http("POST /debug/wedge?ms=800 HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"))
-        .collect();
+    let holds: Vec<_> =
+        (0..2).map(|_| s.spawn_http("POST /debug/wedge?ms=800 HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")).collect();
     s.until("both threads busy", |s| s.get("/").json()["pool"]["busy"] == 2);
     for h in holds {
         assert_eq!(h.join().unwrap().status, 200);
@@ -144,9 +141,7 @@ fn client_disconnect_cancels_its_job() {
 #[test]
 fn sigterm_finishes_in_flight_heavy_requests_then_exits_0() {
     let mut s = Server::start(&["pool.threads=2", "pool.job_timeout=\"60s\""]);
-    let clients: Vec<_> = (0..6)
-        .map(|_| s.spawn_http("GET /compute?n=60000000 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"))
-        .collect();
+    let clients: Vec<_> = (0..6).map(|_| s.spawn_http("GET /compute?n=60000000 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")).collect();
     s.until("jobs in flight", |s| s.metric("corepool_pool_busy_threads") == 2.0);
     s.signal(Signal::SIGTERM);
     for c in clients {
@@ -215,9 +210,7 @@ fn request_spans_are_written_at_shutdown_when_asked() {
     let set = format!("debug.spans={}", spans.display());
     let mut s = Server::start(&["instance=2", "pool.threads=2", &set]);
     assert_eq!(s.get("/").status, 200);
-    let heavy: Vec<_> = (0..3)
-        .map(|_| s.spawn_http("GET /compute?n=20000000 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"))
-        .collect();
+    let heavy: Vec<_> = (0..3).map(|_| s.spawn_http("GET /compute?n=20000000 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")).collect();
     for h in heavy {
         assert_eq!(h.join().unwrap().status, 200);
     }
@@ -276,10 +269,7 @@ fn malformed_http_gets_400() {
     let r = http(&s.addr, "POST /v1/hash HTTP/1.1\r\nHost: t\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\nabc\r\n0\r\n\r\n");
     assert_eq!(r.status, 400);
     // Smuggling pair: Content-Length and Transfer-Encoding together.
-    let r = http(
-        &s.addr,
-        "POST /v1/hash HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n",
-    );
+    let r = http(&s.addr, "POST /v1/hash HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n");
     assert!(r.status == 400 || r.status == 200 && r.header("connection") == Some("close"), "{r:?}");
     // The server is still fine.
     assert_eq!(s.get("/healthz").status, 200);

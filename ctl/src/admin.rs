@@ -162,11 +162,7 @@ pub fn set_count(n: &ServiceName, count: u32, lazy: bool, cfg: &Config, out: &mu
     }
     for &i in &added {
         units::systemctl(&["enable", "--now", "--quiet", &n.socket_unit(i)])?;
-        let tcp = if backend.enabled() {
-            format!(" and TCP {} (for {})", units::backend_listen(i, backend), backend.allow.join(", "))
-        } else {
-            String::new()
-        };
+        let tcp = if backend.enabled() { format!(" and TCP {} (for {})", units::backend_listen(i, backend), backend.allow.join(", ")) } else { String::new() };
         writeln!(out, "{n}@{i}: socket enabled and listening on {}{tcp}", n.socket_path(i).display())?;
     }
     units::systemctl(&["enable", "--now", "--quiet", &target])?;

@@ -23,10 +23,7 @@ pub fn get(addr: &str, path: &str, timeout: Duration) -> Result<(u16, String), C
         s.set_write_timeout(Some(timeout)).map_err(io)?;
         exchange(s, request.as_bytes()).map_err(io)?
     } else {
-        let sa = std::net::ToSocketAddrs::to_socket_addrs(addr)
-            .map_err(io)?
-            .next()
-            .ok_or_else(|| io(std::io::Error::other("no address")))?;
+        let sa = std::net::ToSocketAddrs::to_socket_addrs(addr).map_err(io)?.next().ok_or_else(|| io(std::io::Error::other("no address")))?;
         let s = std::net::TcpStream::connect_timeout(&sa, timeout).map_err(io)?;
         s.set_read_timeout(Some(timeout)).map_err(io)?;
         s.set_write_timeout(Some(timeout)).map_err(io)?;
@@ -34,11 +31,7 @@ pub fn get(addr: &str, path: &str, timeout: Duration) -> Result<(u16, String), C
     };
     let text = String::from_utf8_lossy(&raw);
     let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| ClientError::Malformed { addr: addr.into() })?;
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| ClientError::Malformed { addr: addr.into() })?;
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| ClientError::Malformed { addr: addr.into() })?;
     Ok((status, body.to_string()))
 }
 

@@ -151,8 +151,7 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
 
 fn metrics_response(body: String) -> Response<Full<Bytes>> {
     let mut r = text(StatusCode::OK, body);
-    r.headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"));
+    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"));
     r
 }
 
@@ -169,10 +168,7 @@ impl Exporter {
         let active = state.get("ActiveState").map(String::as_str).unwrap_or("unknown");
         if active != "active" {
             let sub = state.get("SubState").map(String::as_str).unwrap_or("?");
-            return text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("{n}@{i} is {active}/{sub}: down (a scrape never starts an instance)\n"),
-            );
+            return text(StatusCode::SERVICE_UNAVAILABLE, format!("{n}@{i} is {active}/{sub}: down (a scrape never starts an instance)\n"));
         }
         match client::get(&n.socket_addr(i), "/metrics", INSTANCE_TIMEOUT) {
             Ok((200, body)) => metrics_response(body),
@@ -306,8 +302,8 @@ pub fn serve(n: &ServiceName, cfg: &MetricsConfig) -> Result<(), ExporterError> 
         let notifier = Notifier::from_env();
         notifier.ready(&format!("serving metrics on http://{addr}/"));
         eprintln!("{n} metrics: serving on http://{addr}/ (instances at /instances/N/metrics)");
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .map_err(|error| ExporterError::Io { path: "signal".into(), error })?;
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|error| ExporterError::Io { path: "signal".into(), error })?;
         loop {
             let (stream, peer) = tokio::select! {
                 _ = term.recv() => break,
@@ -326,9 +322,7 @@ pub fn serve(n: &ServiceName, cfg: &MetricsConfig) -> Result<(), ExporterError> 
                     async move {
                         let path = req.uri().path().to_string();
                         let resp = if req.method() == http::Method::GET || req.method() == http::Method::HEAD {
-                            tokio::task::spawn_blocking(move || ex.route(&path))
-                                .await
-                                .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "failed\n"))
+                            tokio::task::spawn_blocking(move || ex.route(&path)).await.unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "failed\n"))
                         } else {
                             text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n")
                         };

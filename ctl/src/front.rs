@@ -123,16 +123,8 @@ fn resolve(host: &str, port: u16) -> Result<IpAddr, FrontError> {
     if host.parse::<IpAddr>().is_err() && !crate::https::is_dns_name(host) {
         return Err(FrontError::BadName(host.into()));
     }
-    let addrs: Vec<SocketAddr> = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| FrontError::Resolve { host: host.into(), detail: e.to_string() })?
-        .collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or(addrs.first())
-        .map(|a| a.ip())
-        .ok_or_else(|| FrontError::Resolve { host: host.into(), detail: "no address".into() })
+    let addrs: Vec<SocketAddr> = (host, port).to_socket_addrs().map_err(|e| FrontError::Resolve { host: host.into(), detail: e.to_string() })?.collect();
+    addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()).map(|a| a.ip()).ok_or_else(|| FrontError::Resolve { host: host.into(), detail: "no address".into() })
 }
 
 /// Why a probe failed, in terms of what the operator should check.
@@ -229,10 +221,7 @@ fn ranges_overlap(a: &Host, b: &Host) -> bool {
 fn find<'a>(front: &'a mut Front, name: &str) -> Result<&'a mut Host, FrontError> {
     let known: Vec<String> = front.hosts.iter().map(|h| h.name.clone()).collect();
     front.hosts.iter_mut().find(|h| h.name == name).ok_or_else(|| {
-        FrontError::Refused(format!(
-            "{name} is not behind this front (hosts: {})",
-            if known.is_empty() { "none".to_string() } else { known.join(", ") }
-        ))
+        FrontError::Refused(format!("{name} is not behind this front (hosts: {})", if known.is_empty() { "none".to_string() } else { known.join(", ") }))
     })
 }
 

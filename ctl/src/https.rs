@@ -73,10 +73,7 @@ pub fn https(n: &ServiceName, o: &HttpsOptions, out: &mut dyn Write) -> Result<(
     let before: Vec<_> = listen.iter().map(|(p, _)| (p.clone(), std::fs::read_to_string(p).unwrap_or_default())).collect();
     nginx::apply(&listen)?;
     writeln!(out, "certbot {}", args.join(" "))?;
-    let status = std::process::Command::new("certbot")
-        .args(&args)
-        .status()
-        .map_err(|error| UnitError::Spawn { cmd: "certbot".into(), error })?;
+    let status = std::process::Command::new("certbot").args(&args).status().map_err(|error| UnitError::Spawn { cmd: "certbot".into(), error })?;
     if !status.success() {
         nginx::apply(&before)?;
         return Err(AdminError::Refused(format!("certbot failed ({status}); nginx configuration unchanged")));
@@ -99,5 +96,4 @@ mod tests {
             assert!(!is_dns_name(bad), "{bad}");
         }
     }
-
 }

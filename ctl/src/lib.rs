@@ -116,9 +116,12 @@ pub fn run(n: &ServiceName, service: Service, cli: Cli<Command>) -> Result<()> {
             FrontCommand::Add { host, instances, port_base } => {
                 let k = match instances.as_str() {
                     "auto" => None,
-                    s => Some(s.parse::<u32>().ok().filter(|k| (1..=1024).contains(k)).ok_or_else(|| {
-                        anyhow::anyhow!("--instances `{s}` is not `auto` or a number from 1 to 1024")
-                    })?),
+                    s => Some(
+                        s.parse::<u32>()
+                            .ok()
+                            .filter(|k| (1..=1024).contains(k))
+                            .ok_or_else(|| anyhow::anyhow!("--instances `{s}` is not `auto` or a number from 1 to 1024"))?,
+                    ),
                 };
                 Ok(front::add(n, &host, k, port_base, out)?)
             }
@@ -138,9 +141,7 @@ pub fn run(n: &ServiceName, service: Service, cli: Cli<Command>) -> Result<()> {
             write!(out, "{}", exporter::targets(n, addr, &exporter::hostname(), &units::enabled(n)?))?;
             Ok(())
         }
-        Command::Https { domains, email, staging, server, hsts } => {
-            Ok(https::https(n, &https::HttpsOptions { domains, email, staging, server, hsts }, out)?)
-        }
+        Command::Https { domains, email, staging, server, hsts } => Ok(https::https(n, &https::HttpsOptions { domains, email, staging, server, hsts }, out)?),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut corepool_runtime::cli::command::<Command>(&service), n.as_str(), out);
             Ok(())

@@ -68,11 +68,8 @@ pub fn run(n: &ServiceName, which: Which, lines: usize, follow: bool, out: &mut 
     if follow {
         args.push("-f");
     }
-    let mut child = Command::new("journalctl")
-        .args(&args)
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|error| UnitError::Spawn { cmd: "journalctl".into(), error })?;
+    let mut child =
+        Command::new("journalctl").args(&args).stdout(Stdio::piped()).spawn().map_err(|error| UnitError::Spawn { cmd: "journalctl".into(), error })?;
     let stdout = child.stdout.take().expect("piped");
     for line in BufReader::new(stdout).lines() {
         let line = line?;

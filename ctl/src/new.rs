@@ -78,12 +78,7 @@ impl Source {
 /// The files of a new crate for service `n`.
 pub fn files(n: &ServiceName, source: &Source) -> Vec<(&'static str, String)> {
     let fill = |t: &str| t.replace("@NAME@", n.as_str()).replace("@COREPOOL_DEP@", &source.dependency()).replace("@COREPOOL_DOC@", &source.doc());
-    vec![
-        ("Cargo.toml", fill(CARGO_TOML)),
-        ("src/main.rs", MAIN_RS.to_string()),
-        ("README.md", fill(README)),
-        (".gitignore", GITIGNORE.to_string()),
-    ]
+    vec![("Cargo.toml", fill(CARGO_TOML)), ("src/main.rs", MAIN_RS.to_string()), ("README.md", fill(README)), (".gitignore", GITIGNORE.to_string())]
 }
 
 /// Creates the crate at `path` (which must not exist).

@@ -167,9 +167,7 @@ fn copyright(service: &Service, maintainer: &str) -> String {
         s.push_str(&format!("Source: {source}\n"));
     }
     s.push_str(&format!("\nFiles: *\nCopyright: {year} {holder}\nLicense: {license}\n"));
-    let text = ["LICENSE", "LICENSE.md", "LICENSE.txt", "COPYING"]
-        .iter()
-        .find_map(|f| std::fs::read_to_string(Path::new(info.manifest_dir).join(f)).ok());
+    let text = ["LICENSE", "LICENSE.md", "LICENSE.txt", "COPYING"].iter().find_map(|f| std::fs::read_to_string(Path::new(info.manifest_dir).join(f)).ok());
     match text {
         Some(t) => {
             for line in t.trim_end().lines() {
@@ -264,10 +262,7 @@ pub fn build(service: &Service, cli: &mut clap::Command, o: &Options) -> Result<
     let info = service.package_info();
     let exe = std::env::current_exe().map_err(|error| PackageError::Io { path: "/proc/self/exe".into(), error })?;
     if exe.components().any(|c| c.as_os_str() == "debug") {
-        return Err(PackageError::Invalid(format!(
-            "{} is a debug build; package a release build: cargo run --release -- package",
-            exe.display()
-        )));
+        return Err(PackageError::Invalid(format!("{} is a debug build; package a release build: cargo run --release -- package", exe.display())));
     }
     let target = if info.manifest_dir.is_empty() { PathBuf::from("target") } else { Path::new(info.manifest_dir).join("target") };
     let work = target.join("corepool-package").join(n.as_str());
@@ -358,10 +353,8 @@ fn synopsis(service: &Service) -> String {
         return "HTTP service, one instance per CPU core (corepool)".to_string();
     }
     // lintian: nor with an article.
-    let first = ["a ", "an ", "the "]
-        .iter()
-        .find_map(|a| first.get(..a.len()).filter(|p| p.eq_ignore_ascii_case(a)).map(|_| &first[a.len()..]))
-        .unwrap_or(first);
+    let first =
+        ["a ", "an ", "the "].iter().find_map(|a| first.get(..a.len()).filter(|p| p.eq_ignore_ascii_case(a)).map(|_| &first[a.len()..])).unwrap_or(first);
     let mut out = String::new();
     for word in first.split_whitespace() {
         if out.len() + 1 + word.len() > 80 {

@@ -61,9 +61,7 @@ fn proc_usage(pid: u32) -> (Option<u64>, Option<u64>) {
 }
 
 fn monotonic_usec() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .map(|t| t.tv_sec() as u64 * 1_000_000 + t.tv_nsec() as u64 / 1000)
-        .unwrap_or(0)
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map(|t| t.tv_sec() as u64 * 1_000_000 + t.tv_nsec() as u64 / 1000).unwrap_or(0)
 }
 
 /// Gathers one row per enabled or loaded instance.
@@ -143,7 +141,11 @@ fn human_bytes(b: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 { format!("{b}B") } else { format!("{v:.1}{}", U[u]) }
+    if u == 0 {
+        format!("{b}B")
+    } else {
+        format!("{v:.1}{}", U[u])
+    }
 }
 
 fn human_secs(s: u64) -> String {

@@ -17,8 +17,8 @@ use ratatui::Frame;
 use corepool_runtime::ServiceName;
 
 use crate::admin::AdminError;
-use crate::status::{self, Row};
 use crate::client;
+use crate::status::{self, Row};
 use crate::units;
 
 const HISTORY: usize = 120;
@@ -33,20 +33,15 @@ fn buckets(metrics: &str) -> Vec<(f64, f64)> {
             }
         }
     }
-    let mut out: Vec<(f64, f64)> = by_le
-        .into_iter()
-        .map(|(le, v)| (if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap_or(f64::INFINITY) }, v))
-        .collect();
+    let mut out: Vec<(f64, f64)> =
+        by_le.into_iter().map(|(le, v)| (if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap_or(f64::INFINITY) }, v)).collect();
     out.sort_by(|a, b| a.0.total_cmp(&b.0));
     out
 }
 
 /// p99 (an upper bound: the bucket's edge) of the requests between two samples.
 pub fn p99_between(before: &[(f64, f64)], after: &[(f64, f64)]) -> Option<f64> {
-    let delta: Vec<(f64, f64)> = after
-        .iter()
-        .map(|(le, v)| (*le, v - before.iter().find(|(l, _)| l == le).map(|(_, b)| *b).unwrap_or(0.0)))
-        .collect();
+    let delta: Vec<(f64, f64)> = after.iter().map(|(le, v)| (*le, v - before.iter().find(|(l, _)| l == le).map(|(_, b)| *b).unwrap_or(0.0))).collect();
     let total = delta.last()?.1;
     if total <= 0.0 {
         return None;
@@ -133,7 +128,9 @@ impl App {
                 Cell::from(opt(r.pid.map(u64::from))),
                 Cell::from(opt(r.cpu)),
                 Cell::from(format!("{:.0}", t.map(|t| t.rate).unwrap_or(0.0))),
-                Cell::from(t.and_then(|t| t.p99).map(|p| if p.is_finite() { format!("≤{:.1}ms", p * 1000.0) } else { ">24s".into() }).unwrap_or_else(|| "-".into())),
+                Cell::from(
+                    t.and_then(|t| t.p99).map(|p| if p.is_finite() { format!("≤{:.1}ms", p * 1000.0) } else { ">24s".into() }).unwrap_or_else(|| "-".into()),
+                ),
                 Cell::from(match (r.pool_busy, r.pool_threads) {
                     (Some(b), Some(t)) => format!("{b}/{t}"),
                     _ => "-".into(),

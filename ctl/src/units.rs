@@ -166,10 +166,7 @@ pub fn systemctl(args: &[&str]) -> Result<String, UnitError> {
 
 /// Runs a command, returning stdout, or stderr as the error.
 pub fn run(cmd: &str, args: &[&str]) -> Result<String, UnitError> {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .map_err(|error| UnitError::Spawn { cmd: cmd.to_string(), error })?;
+    let out = Command::new(cmd).args(args).output().map_err(|error| UnitError::Spawn { cmd: cmd.to_string(), error })?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
@@ -196,13 +193,7 @@ pub fn show(units: &[String], props: &[&str]) -> Result<Vec<HashMap<String, Stri
 pub fn parse_show(text: &str) -> Vec<HashMap<String, String>> {
     text.split("\n\n")
         .filter(|b| !b.trim().is_empty())
-        .map(|block| {
-            block
-                .lines()
-                .filter_map(|l| l.split_once('='))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        })
+        .map(|block| block.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect())
         .collect()
 }
 

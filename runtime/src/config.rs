@@ -149,9 +149,7 @@ pub fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
     if let Ok(ip) = s.parse::<std::net::IpAddr>() {
         return Ok(ip.into());
     }
-    s.parse::<ipnet::IpNet>()
-        .map(|n| n.trunc())
-        .map_err(|_| format!("`{s}` is not an IP address or network (e.g. 10.0.0.1, 10.0.0.0/24, fd00::/64)"))
+    s.parse::<ipnet::IpNet>().map(|n| n.trunc()).map_err(|_| format!("`{s}` is not an IP address or network (e.g. 10.0.0.1, 10.0.0.0/24, fd00::/64)"))
 }
 
 /// The host's scrape endpoint for Prometheus (`NAME-metrics.service`, run
@@ -227,14 +225,7 @@ impl Default for HttpConfig {
 
 impl Default for PoolConfig {
     fn default() -> Self {
-        PoolConfig {
-            threads: 1,
-            queue: 64,
-            job_timeout: Duration::from_secs(10),
-            nice: 10,
-            sched: PoolSched::Idle,
-            pin: true,
-        }
+        PoolConfig { threads: 1, queue: 64, job_timeout: Duration::from_secs(10), nice: 10, sched: PoolSched::Idle, pin: true }
     }
 }
 
@@ -247,7 +238,11 @@ impl Default for LogConfig {
 /// Range checks serde cannot express. Returns the offending key.
 pub fn validate(c: &Config) -> Result<(), (String, String)> {
     fn check(ok: bool, key: &str, msg: impl fmt::Display) -> Result<(), (String, String)> {
-        if ok { Ok(()) } else { Err((key.to_string(), msg.to_string())) }
+        if ok {
+            Ok(())
+        } else {
+            Err((key.to_string(), msg.to_string()))
+        }
     }
     let ms = Duration::from_millis;
     c.listen.parse::<ListenAddr>().map_err(|e| ("listen".to_string(), e))?;
@@ -259,11 +254,7 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
     check((1..=1_000_000).contains(&c.http.max_connections), "http.max_connections", "must be 1..=1000000")?;
     check((1..=256).contains(&c.pool.threads), "pool.threads", "must be 1..=256")?;
     check((1..=1_000_000).contains(&c.pool.queue), "pool.queue", "must be 1..=1000000")?;
-    check(
-        c.pool.job_timeout >= ms(1) && c.pool.job_timeout <= Duration::from_secs(3600),
-        "pool.job_timeout",
-        "must be between 1ms and 1h",
-    )?;
+    check(c.pool.job_timeout >= ms(1) && c.pool.job_timeout <= Duration::from_secs(3600), "pool.job_timeout", "must be between 1ms and 1h")?;
     check((0..=19).contains(&c.pool.nice), "pool.nice", "must be 0..=19 (pool threads may only lower their priority)")?;
     for a in &c.backend.allow {
         parse_net(a).map_err(|e| ("backend.allow".to_string(), e))?;
@@ -282,8 +273,5 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
         "backend.bind",
         "must be an IP address, or empty for every address",
     )?;
-    tracing_subscriber::EnvFilter::try_new(&c.log.level)
-        .map(|_| ())
-        .map_err(|e| ("log.level".to_string(), format!("not a valid filter: {e}")))
+    tracing_subscriber::EnvFilter::try_new(&c.log.level).map(|_| ()).map_err(|e| ("log.level".to_string(), format!("not a valid filter: {e}")))
 }
-

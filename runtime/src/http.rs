@@ -173,9 +173,7 @@ pub fn query_value<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
 /// else a 400 naming the parameter.
 pub fn parse_u64_param(name: &str, raw: Option<&str>, max: u64) -> Result<u64, ApiError> {
     let raw = raw.ok_or_else(|| ApiError::bad_request(format!("query parameter `{name}` is required")))?;
-    let n: u64 = raw
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("query parameter `{name}` must be an unsigned integer, got {raw:?}")))?;
+    let n: u64 = raw.parse().map_err(|_| ApiError::bad_request(format!("query parameter `{name}` must be an unsigned integer, got {raw:?}")))?;
     if n > max {
         return Err(ApiError::bad_request(format!("query parameter `{name}` must be at most {max}, got {n}")));
     }

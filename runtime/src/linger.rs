@@ -25,7 +25,11 @@ pub const LINGER_BYTES: usize = 16 << 20;
 enum Phase {
     Open,
     /// Our side is shut down; reading until EOF or a bound.
-    Lingering { discarded: usize, total: Pin<Box<tokio::time::Sleep>>, idle: Pin<Box<tokio::time::Sleep>> },
+    Lingering {
+        discarded: usize,
+        total: Pin<Box<tokio::time::Sleep>>,
+        idle: Pin<Box<tokio::time::Sleep>>,
+    },
     Done,
 }
 
@@ -70,11 +74,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Linger<IO> {
             match &mut this.phase {
                 Phase::Open => {
                     std::task::ready!(Pin::new(&mut this.io).poll_shutdown(cx))?;
-                    this.phase = Phase::Lingering {
-                        discarded: 0,
-                        total: Box::pin(tokio::time::sleep(LINGER_TOTAL)),
-                        idle: Box::pin(tokio::time::sleep(LINGER_IDLE)),
-                    };
+                    this.phase =
+                        Phase::Lingering { discarded: 0, total: Box::pin(tokio::time::sleep(LINGER_TOTAL)), idle: Box::pin(tokio::time::sleep(LINGER_IDLE)) };
                 }
                 Phase::Lingering { discarded, total, idle } => {
                     if total.as_mut().poll(cx).is_ready() || idle.as_mut().poll(cx).is_ready() || *discarded >= LINGER_BYTES {

@@ -28,9 +28,7 @@ impl FromStr for ListenAddr {
             }
             return Ok(ListenAddr::Unix(path.into()));
         }
-        s.parse::<SocketAddr>()
-            .map(ListenAddr::Tcp)
-            .map_err(|_| format!("`{s}` is neither HOST:PORT (e.g. 127.0.0.1:3000, [::1]:3000) nor unix:/path"))
+        s.parse::<SocketAddr>().map(ListenAddr::Tcp).map_err(|_| format!("`{s}` is neither HOST:PORT (e.g. 127.0.0.1:3000, [::1]:3000) nor unix:/path"))
     }
 }
 
@@ -123,10 +121,7 @@ fn acquire_from(fds: Option<String>, pid: Option<String>, fallback: &ListenAddr)
         };
         names.push(match &listener {
             StdListener::Tcp(l) => l.local_addr().map(|a| a.to_string()).unwrap_or_default(),
-            StdListener::Unix(l) => format!(
-                "unix:{}",
-                l.local_addr().ok().and_then(|a| a.as_pathname().map(|p| p.display().to_string())).unwrap_or_default()
-            ),
+            StdListener::Unix(l) => format!("unix:{}", l.local_addr().ok().and_then(|a| a.as_pathname().map(|p| p.display().to_string())).unwrap_or_default()),
         });
         listeners.push(listener);
     }

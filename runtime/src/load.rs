@@ -307,11 +307,7 @@ fn set_key(mut table: toml::Table, key: &str, raw: &str) -> Result<toml::Table, 
 
 /// A flag or env value as TOML (`4`, `true`, `"x"`), else the raw string.
 fn parse_value(raw: &str) -> toml::Value {
-    format!("v = {raw}")
-        .parse::<toml::Table>()
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+    format!("v = {raw}").parse::<toml::Table>().ok().and_then(|mut t| t.remove("v")).unwrap_or_else(|| toml::Value::String(raw.to_string()))
 }
 
 /// 1-based line of a byte offset.

@@ -15,10 +15,7 @@ pub struct Notifier {
 impl Notifier {
     /// Reads `NOTIFY_SOCKET` and `WATCHDOG_USEC`/`WATCHDOG_PID` from the environment.
     pub fn from_env() -> Notifier {
-        Notifier {
-            enabled: std::env::var_os("NOTIFY_SOCKET").is_some(),
-            watchdog: sd_notify::watchdog_enabled(),
-        }
+        Notifier { enabled: std::env::var_os("NOTIFY_SOCKET").is_some(), watchdog: sd_notify::watchdog_enabled() }
     }
 
     /// True when a service manager listens.

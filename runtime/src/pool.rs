@@ -161,19 +161,12 @@ fn configure_thread(s: &ThreadSettings, numbers: &AtomicUsize) {
 
 /// The text of a panic's payload.
 pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-string panic payload".into())
+    p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_else(|| "non-string panic payload".into())
 }
 
 impl Pool {
     pub fn new(settings: PoolSettings) -> Pool {
-        let tp = threadpool::Builder::new()
-            .num_threads(settings.threads)
-            .thread_name("corepool-job".into())
-            .thread_stack_size(2 * 1024 * 1024)
-            .build();
+        let tp = threadpool::Builder::new().num_threads(settings.threads).thread_name("corepool-job".into()).thread_stack_size(2 * 1024 * 1024).build();
         Pool {
             tp: Mutex::new(tp),
             threads: settings.threads,
@@ -247,11 +240,7 @@ impl Pool {
     }
 
     #[allow(clippy::type_complexity)]
-    fn submit<T, F>(
-        &self,
-        timeout: Duration,
-        job: F,
-    ) -> Result<(tokio::sync::oneshot::Receiver<Result<T, JobError>>, Arc<AtomicU8>, Instant), JobError>
+    fn submit<T, F>(&self, timeout: Duration, job: F) -> Result<(tokio::sync::oneshot::Receiver<Result<T, JobError>>, Arc<AtomicU8>, Instant), JobError>
     where
         T: Send + 'static,
         F: FnOnce(&Cancel) -> T + Send + 'static,

@@ -130,8 +130,7 @@ impl State {
             next_request: AtomicU64::new(0),
             hostname: nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default(),
             allow: cfg.backend.networks(),
-            spans: (!cfg.debug.spans.as_os_str().is_empty())
-                .then(|| crate::trace::Recorder::new(&cfg.debug.spans, cfg.instance, cfg.debug.max_spans)),
+            spans: (!cfg.debug.spans.as_os_str().is_empty()).then(|| crate::trace::Recorder::new(&cfg.debug.spans, cfg.instance, cfg.debug.max_spans)),
             access,
         }
     }
@@ -221,15 +220,7 @@ pub(crate) fn run(inst: Instance) -> Result<(), ServeError> {
         (ListenAddr::Unix(p), false) => Some(p.clone()),
         _ => None,
     };
-    let server = Server {
-        state,
-        app: inst.app,
-        schema: inst.schema,
-        source: inst.source,
-        overrides: inst.overrides,
-        log,
-        notifier: Notifier::from_env(),
-    };
+    let server = Server { state, app: inst.app, schema: inst.schema, source: inst.source, overrides: inst.overrides, log, notifier: Notifier::from_env() };
     let result = rt.block_on(server.serve(acquired));
     if let Some(p) = unix_path {
         let _ = std::fs::remove_file(p);
@@ -478,11 +469,7 @@ fn keep_fixed(old: &Config, mut new: Config) -> Config {
 
 fn http_builder(cfg: &Config) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(TokioTimer::new())
-        .keep_alive(true)
-        .header_read_timeout(cfg.http.header_timeout)
-        .max_buf_size(cfg.http.max_header_bytes);
+    b.http1().timer(TokioTimer::new()).keep_alive(true).header_read_timeout(cfg.http.header_timeout).max_buf_size(cfg.http.max_header_bytes);
     b.http2().timer(TokioTimer::new()).keep_alive_interval(Some(Duration::from_secs(30)));
     if cfg.http.h2c {
         b
@@ -499,12 +486,7 @@ enum Conn {
 /// Waits for a connection slot, then for a connection on any listener
 /// (starting with a different one each `turn`, so none starves another).
 /// A TCP peer outside `backend.allow` is reset at once and never served.
-async fn accept(
-    state: &State,
-    listeners: &[Listener],
-    turn: usize,
-    limit: &Arc<Semaphore>,
-) -> std::io::Result<(Conn, tokio::sync::OwnedSemaphorePermit)> {
+async fn accept(state: &State, listeners: &[Listener], turn: usize, limit: &Arc<Semaphore>) -> std::io::Result<(Conn, tokio::sync::OwnedSemaphorePermit)> {
     let permit = limit.clone().acquire_owned().await.map_err(std::io::Error::other)?;
     loop {
         let conn = std::future::poll_fn(|cx| {

@@ -61,10 +61,8 @@ impl TestClient {
     pub fn with_settings(service: Service, sets: &[&str]) -> Result<TestClient, ServeError> {
         let schema = service.schema()?;
         // Tests share the machine: no pinning, no lowered priority.
-        let mut overrides: Vec<Override> = ["pin=false", "pool.sched=\"normal\"", "pool.nice=0", "log.access=false"]
-            .iter()
-            .map(|s| Override::parse_flag(s).expect("key=value"))
-            .collect();
+        let mut overrides: Vec<Override> =
+            ["pin=false", "pool.sched=\"normal\"", "pool.nice=0", "log.access=false"].iter().map(|s| Override::parse_flag(s).expect("key=value")).collect();
         for s in sets {
             overrides.push(Override::parse_flag(s).map_err(ServeError::Usage)?);
         }

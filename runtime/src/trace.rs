@@ -124,14 +124,7 @@ pub struct Recorder {
 impl Recorder {
     pub fn new(dir: &Path, instance: u32, max: usize) -> Recorder {
         let clock = *CLOCK.get_or_init(Clock::new);
-        Recorder {
-            dir: dir.to_path_buf(),
-            instance,
-            clock,
-            max,
-            spans: Mutex::new(Vec::with_capacity(max.min(65536))),
-            dropped: AtomicU64::new(0),
-        }
+        Recorder { dir: dir.to_path_buf(), instance, clock, max, spans: Mutex::new(Vec::with_capacity(max.min(65536))), dropped: AtomicU64::new(0) }
     }
 
     /// Runs one request's handling with job marking on, then records its
@@ -204,16 +197,12 @@ mod tests {
         // A light request: no job marks.
         rec.record(Instant::now(), |_: &()| ("root".to_string(), 200), async {}).await;
         // A request with a job: marks set as the pool would set them.
-        rec.record(
-            Instant::now(),
-            |_: &()| ("compute".to_string(), 200),
-            async {
-                let (clock, marks) = current_job().expect("recording inside a request");
-                marks.queued(&clock);
-                marks.started(&clock, 0);
-                marks.finished(&clock);
-            },
-        )
+        rec.record(Instant::now(), |_: &()| ("compute".to_string(), 200), async {
+            let (clock, marks) = current_job().expect("recording inside a request");
+            marks.queued(&clock);
+            marks.started(&clock, 0);
+            marks.finished(&clock);
+        })
         .await;
         // Beyond max_spans: counted, not kept.
         rec.record(Instant::now(), |_: &()| ("root".to_string(), 404), async {}).await;

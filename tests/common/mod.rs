@@ -75,10 +75,7 @@ impl Server {
     }
 
     pub fn post(&self, path: &str, body: &str) -> Resp {
-        http(
-            &self.addr,
-            &format!("POST {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len()),
-        )
+        http(&self.addr, &format!("POST {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len()))
     }
 
     /// Value of an unlabelled-or-instance-labelled metric line starting with `name`.
