@@ -29,6 +29,23 @@ fn standalone_bind_serves_identity_json() {
     assert!(s.get("/").header("x-request-id").unwrap().starts_with(&format!("1-{}-", s.pid())));
 }
 
+/// `corepool healthcheck URL` (the container image's HEALTHCHECK): 0 on a
+/// 200, 1 with the reason on anything else.
+#[test]
+fn healthcheck_command_exits_by_the_answer() {
+    let s = Server::start(&[]);
+    let run = |url: &str| std::process::Command::new(common::BIN).args(["healthcheck", url]).output().unwrap();
+    let ok = run(&format!("http://{}/healthz", s.addr));
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let missing = run(&format!("http://{}/no-such-route", s.addr));
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("answered 404"), "{}", String::from_utf8_lossy(&missing.stderr));
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let down = run(&format!("http://{closed}/healthz"));
+    assert_eq!(down.status.code(), Some(1));
+    assert!(!down.stderr.is_empty());
+}
+
 #[test]
 fn keep_alive_serves_many_requests_on_one_connection() {
     let s = Server::start(&[]);

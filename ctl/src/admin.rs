@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use corepool_runtime::config::Config;
 use corepool_runtime::ServiceName;
 
-use crate::client;
+use corepool_runtime::client;
 use crate::nginx::{self, NginxError};
 use crate::units::{self, UnitError};
 

@@ -43,7 +43,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::client;
+use corepool_runtime::client;
 use crate::units;
 
 /// How long an instance may take to answer a scrape before it is reported down.

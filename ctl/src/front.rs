@@ -15,9 +15,9 @@ use std::time::{Duration, Instant, SystemTime};
 use corepool_runtime::ServiceName;
 use serde::{Deserialize, Serialize};
 
-use crate::client::{self, ClientError};
 use crate::nginx::{self, NginxError};
 use crate::units::{self, UnitError};
+use corepool_runtime::client::{self, ClientError};
 
 /// The hosts behind this front: `/etc/NAME/front.toml`.
 pub fn state_path(n: &ServiceName) -> PathBuf {

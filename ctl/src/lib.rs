@@ -16,14 +16,12 @@
 //! | [`nginx`] | the generated nginx includes, checked before every reload |
 //! | [`https`] | certbot (webroot) and the TLS server |
 //! | [`front`] | one nginx front over several hosts |
-//! | [`client`] | a tiny blocking HTTP client for the instances' sockets |
 //! | [`exporter`] | `metrics serve`: the host's scrape endpoint for Prometheus, file_sd targets |
 //! | [`new`] | `corepool new PATH`: a new service crate |
 //! | [`package`] | `NAME package`: the service's .deb |
 
 pub mod admin;
 pub mod cli;
-pub mod client;
 pub mod exporter;
 pub mod front;
 pub mod https;

@@ -17,9 +17,9 @@ use ratatui::Frame;
 use corepool_runtime::ServiceName;
 
 use crate::admin::AdminError;
-use crate::client;
 use crate::status::{self, Row};
 use crate::units;
+use corepool_runtime::client;
 
 const HISTORY: usize = 120;
 

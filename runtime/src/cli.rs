@@ -36,6 +36,12 @@ pub enum BaseCommand {
     /// Validate or show the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Exit 0 if URL answers 200 within 2 s, else 1 (a container's HEALTHCHECK).
+    Healthcheck {
+        /// What to ask
+        #[arg(default_value = "http://127.0.0.1:8080/healthz")]
+        url: String,
+    },
 }
 
 #[derive(Debug, Args, Default, Clone, PartialEq)]
@@ -161,11 +167,24 @@ pub fn run_base(service: Service, config: Option<PathBuf>, top: ServeArgs, comma
             }
             Ok(())
         }
+        Some(BaseCommand::Healthcheck { url }) => healthcheck(&url),
         Some(BaseCommand::Config(ConfigCommand::Show)) => {
             let loaded = service.load(&source, &[])?;
             print!("{}", loaded.to_toml(&service.schema()?));
             Ok(())
         }
+    }
+}
+
+/// `NAME healthcheck URL`: GET of a plain `http://HOST:PORT/PATH` (no TLS,
+/// no redirects), for a container engine's health check: 0 only on a 200.
+fn healthcheck(url: &str) -> Result<(), ServeError> {
+    let rest = url.strip_prefix("http://").ok_or_else(|| ServeError::Usage(format!("`{url}`: only http:// URLs")))?;
+    let (addr, path) = rest.split_once('/').map(|(a, p)| (a, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    match crate::client::get(addr, &path, std::time::Duration::from_secs(2)) {
+        Ok((200, _)) => Ok(()),
+        Ok((status, body)) => Err(ServeError::Usage(format!("{url} answered {status}: {}", body.trim()))),
+        Err(e) => Err(ServeError::Usage(format!("{url}: {e}"))),
     }
 }
 

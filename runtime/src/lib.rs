@@ -22,13 +22,15 @@
 //! | [`config`], [`load`], [`section`] | corepool's settings, the service's own sections, loading with file:line:key errors |
 //! | [`name`] | the service's name and every name derived from it |
 //! | [`metrics`], [`logging`], [`access`], [`trace`] | Prometheus exposition, tracing output, access lines, request spans |
-//! | [`cli`] | the `serve` and `config` commands every service binary has |
+//! | [`cli`] | the `serve`, `config` and `healthcheck` commands every service binary has |
+//! | [`client`] | a tiny blocking HTTP client with hard timeouts (health checks, the operator commands) |
 //! | [`testing`] | an in-process client for a service's own tests |
 
 pub mod access;
 pub mod affinity;
 pub mod builtin;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod http;
 pub mod linger;

@@ -1,6 +1,7 @@
-//! A minimal blocking HTTP/1.1 client for the operator commands: asks an
-//! instance (over its unix socket, or TCP) for `/`, `/readyz` or `/metrics`,
-//! with hard timeouts so a wedged instance cannot hang the command.
+//! A minimal blocking HTTP/1.1 client for the health check and the operator
+//! commands: asks an instance (over its unix socket, or TCP) for `/healthz`,
+//! `/readyz` or `/metrics`, with hard timeouts so a wedged instance cannot
+//! hang the command.
 
 use std::io::{Read, Write};
 use std::time::Duration;
