@@ -43,8 +43,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use corepool_runtime::client;
 use crate::units;
+use corepool_runtime::client;
 
 /// How long an instance may take to answer a scrape before it is reported down.
 pub const INSTANCE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -131,6 +131,10 @@ struct InstanceLabels {
 /// the journal, read incrementally from a cursor.
 #[derive(Default)]
 struct Watchdogs {
+    /// This boot's id as the journal records it (`_BOOT_ID` of its newest
+    /// entry). Not `journalctl -b`: that compares with the boot id in /proc,
+    /// which a sandboxed unit in a container may see from outside it.
+    boot: Option<String>,
     cursor: Option<String>,
     counts: HashMap<u32, u64>,
 }
@@ -139,6 +143,35 @@ struct Exporter {
     name: ServiceName,
     allow: Vec<ipnet::IpNet>,
     watchdogs: Mutex<Watchdogs>,
+}
+
+/// A line of `journalctl -o json --show-cursor` output.
+enum Entry {
+    Json(serde_json::Value),
+    Cursor(String),
+}
+
+/// Runs `journalctl -q --no-pager -o json ARGS`; its entries. Nothing
+/// matching is not an error (journalctl exits 1 then); a failure to run is
+/// reported on stderr (the journal), and gives no entries.
+fn journal(args: &[&str]) -> Vec<Entry> {
+    let out = match std::process::Command::new("journalctl").args(["-q", "--no-pager", "-o", "json"]).args(args).output() {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("journalctl: {e}");
+            return Vec::new();
+        }
+    };
+    if !out.status.success() && !out.stderr.is_empty() {
+        eprintln!("journalctl {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| match line.strip_prefix("-- cursor: ") {
+            Some(c) => Some(Entry::Cursor(c.trim().to_string())),
+            None => serde_json::from_str(line).ok().map(Entry::Json),
+        })
+        .collect()
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
@@ -181,28 +214,29 @@ impl Exporter {
     /// logs "Watchdog timeout" for the unit it restarts).
     fn watchdog_counts(&self) -> HashMap<u32, u64> {
         let mut w = self.watchdogs.lock().unwrap_or_else(|p| p.into_inner());
-        let unit = format!("{}@*.service", self.name);
-        let mut args = vec!["-q", "--no-pager", "-o", "json", "-u", &unit, "--grep", "Watchdog timeout", "--show-cursor"];
-        let after;
-        match &w.cursor {
-            Some(c) => {
-                after = format!("--after-cursor={c}");
-                args.push(&after);
-            }
-            None => args.push("-b"),
-        }
-        // journalctl exits 1 when nothing matches: no new timeouts.
-        let out = std::process::Command::new("journalctl").args(&args).output();
-        if let Ok(out) = out {
-            for line in String::from_utf8_lossy(&out.stdout).lines() {
-                if let Some(c) = line.strip_prefix("-- cursor: ") {
-                    w.cursor = Some(c.trim().to_string());
-                    continue;
+        if w.boot.is_none() {
+            w.boot = journal(&["-n", "1", "--output-fields=_BOOT_ID"]).into_iter().find_map(|e| {
+                if let Entry::Json(e) = e {
+                    e["_BOOT_ID"].as_str().map(str::to_string)
+                } else {
+                    None
                 }
-                let Ok(e) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-                let unit = e["UNIT"].as_str().or_else(|| e["_SYSTEMD_UNIT"].as_str()).unwrap_or("");
-                if let Some(i) = self.name.instance_of(unit) {
-                    *w.counts.entry(i).or_default() += 1;
+            });
+        }
+        let Some(boot) = w.boot.clone() else {
+            return w.counts.clone();
+        };
+        let boot = format!("_BOOT_ID={boot}");
+        let after = w.cursor.as_ref().map(|c| format!("--after-cursor={c}"));
+        let mut args = vec!["--output-fields=UNIT", "_PID=1", &boot, "--grep", "Watchdog timeout", "--show-cursor"];
+        args.extend(after.as_deref());
+        for e in journal(&args) {
+            match e {
+                Entry::Cursor(c) => w.cursor = Some(c),
+                Entry::Json(e) => {
+                    if let Some(i) = e["UNIT"].as_str().and_then(|u| self.name.instance_of(u)) {
+                        *w.counts.entry(i).or_default() += 1;
+                    }
                 }
             }
         }
