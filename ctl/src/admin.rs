@@ -4,14 +4,15 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use corepool_runtime::config::Config;
 use corepool_runtime::ServiceName;
 
-use corepool_runtime::client;
 use crate::nginx::{self, NginxError};
 use crate::units::{self, UnitError};
+use corepool_runtime::{client, listen};
 
 /// How many instances: a number, or `max` (one per CPU this machine lets us use).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,8 +139,15 @@ pub fn set_count(n: &ServiceName, count: u32, lazy: bool, cfg: &Config, out: &mu
             writeln!(out, "nginx: upstream now {} instance(s), reloaded", desired.len())?;
         }
         for &i in &removed {
-            units::systemctl(&["disable", "--now", "--quiet", &n.socket_unit(i)])?;
-            units::systemctl(&["stop", &n.service_unit(i)])?;
+            closing(
+                n,
+                i,
+                || {
+                    units::systemctl(&["disable", "--now", "--quiet", &n.socket_unit(i)])?;
+                    units::systemctl(&["stop", &n.service_unit(i)])
+                },
+                out,
+            )?;
             writeln!(out, "{n}@{i}: stopped and disabled")?;
         }
     }
@@ -147,7 +155,7 @@ pub fn set_count(n: &ServiceName, count: u32, lazy: bool, cfg: &Config, out: &mu
     // socket changes is stopped, and its socket re-created (a brief pause for it).
     for i in units::sync_backend_dropins(n, &desired_list, backend)? {
         if current.contains(&i) && desired.contains(&i) {
-            units::systemctl(&["stop", &n.service_unit(i), &n.socket_unit(i)])?;
+            closing(n, i, || units::systemctl(&["stop", &n.service_unit(i), &n.socket_unit(i)]), out)?;
             units::systemctl(&["start", &n.socket_unit(i)])?;
             writeln!(out, "{n}@{i}: socket re-created for the changed [backend] settings")?;
         }
@@ -182,6 +190,69 @@ pub fn set_count(n: &ServiceName, count: u32, lazy: bool, cfg: &Config, out: &mu
     writeln!(out, "metrics: http://{addr}/instances/N/metrics, targets in {}", crate::exporter::targets_path(n).display())?;
     writeln!(out, "{count} instance(s) enabled; they start at boot with {target}")?;
     Ok(())
+}
+
+/// Runs `stop`, which stops instance `i` together with its socket, after
+/// holding new TCP connections off the socket (a backend host's, for a
+/// remote front): otherwise connections the kernel completes after the
+/// instance's last accept wait in a backlog that is reset when the socket
+/// closes, failing the POSTs the front had written into them. Held off, the
+/// front's connects are refused or time out, and it retries them elsewhere.
+/// Unix sockets need none of it: the local nginx stops using an instance
+/// before `scale` stops it.
+fn closing<T>(n: &ServiceName, i: u32, stop: impl FnOnce() -> Result<T, units::UnitError>, out: &mut dyn Write) -> Result<(), AdminError> {
+    let held = match main_pid(n, i)? {
+        (state, pid) if state == "active" && pid > 0 => match hold_off_tcp(pid) {
+            Ok(held) => held,
+            Err(e) => {
+                writeln!(out, "{n}@{i}: could not hold new TCP connections off before stopping ({e}); a remote front may see resets")?;
+                Vec::new()
+            }
+        },
+        _ => Vec::new(),
+    };
+    if !held.is_empty() {
+        // Handshakes under way complete within a round trip and are accepted.
+        std::thread::sleep(HANDSHAKE_GRACE);
+    }
+    let result = stop();
+    if result.is_err() {
+        // The socket did not close after all: let it take connections again.
+        for fd in &held {
+            let _ = listen::accept_new(fd);
+        }
+    }
+    // Our copies of the sockets go now: the last reference closes them.
+    drop(held);
+    result.map(drop).map_err(AdminError::from)
+}
+
+/// How long `closing` lets handshakes that were under way complete.
+const HANDSHAKE_GRACE: Duration = Duration::from_millis(200);
+
+/// Holds new connections off every listening TCP socket of process `pid`
+/// (see `listen::hold_off`); returns our copies of them.
+fn hold_off_tcp(pid: u32) -> std::io::Result<Vec<OwnedFd>> {
+    use rustix::process::{pidfd_getfd, pidfd_open, Pid, PidfdFlags, PidfdGetfdFlags};
+    let raw = i32::try_from(pid).ok().and_then(Pid::from_raw).ok_or_else(|| std::io::Error::other(format!("bad pid {pid}")))?;
+    let pidfd = pidfd_open(raw, PidfdFlags::empty())?;
+    let mut held = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
+        let entry = entry?;
+        let is_socket = std::fs::read_link(entry.path()).is_ok_and(|t| t.to_string_lossy().starts_with("socket:"));
+        let Ok(target) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if !is_socket {
+            continue;
+        }
+        let fd = pidfd_getfd(&pidfd, target, PidfdGetfdFlags::empty())?;
+        if listen::is_tcp_listener(&fd) {
+            listen::hold_off(&fd)?;
+            held.push(fd);
+        }
+    }
+    Ok(held)
 }
 
 /// `NAME enable N|max [--lazy]`.

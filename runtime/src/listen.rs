@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::os::unix::fs::FileTypeExt;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -157,6 +158,59 @@ fn bind(addr: &ListenAddr) -> Result<StdListener, ListenError> {
     }
 }
 
+/// A classic BPF socket filter for a listening TCP socket: drops a segment
+/// with SYN set and ACK clear (a new connection), passes everything else (the
+/// ACK completing a handshake already under way, so that connection still
+/// reaches the accept queue). The kernel runs it on the TCP header.
+const DROP_NEW_SYN: [(u16, u8, u8, u32); 5] = [
+    (0x30, 0, 0, 13),          // ldb [13]: the TCP flags
+    (0x45, 2, 0, 0x10),        // jset #ACK -> pass
+    (0x45, 0, 1, 0x02),        // jset #SYN -> drop, else pass
+    (0x06, 0, 0, 0),           // ret #0: drop
+    (0x06, 0, 0, 0xffff_ffff), // ret #-1: pass
+];
+
+/// Holds new connections off a listening TCP socket that is about to close
+/// for good (`NAME scale` down, `disable` on a backend host): their SYNs are
+/// dropped, so none completes into a backlog that the kernel resets when the
+/// socket closes (a reset after nginx has written a request into the
+/// connection fails it, and nginx cannot retry a POST). The peer retransmits,
+/// finds the port closed (refused) or times out connecting, and nginx sends
+/// the request to another server. Connections already completed stay queued
+/// for the instance to accept. The filter is on the socket, so it reaches
+/// every process holding it: `corepool-ctl` sets it on the instance's socket
+/// as root (some kernels refuse socket filters to unprivileged processes).
+pub fn hold_off(socket: impl AsFd) -> std::io::Result<()> {
+    let prog: Vec<socket2::SockFilter> = DROP_NEW_SYN.iter().map(|&(c, t, f, k)| socket2::SockFilter::new(c, t, f, k)).collect();
+    socket2::SockRef::from(&socket).attach_filter(&prog)
+}
+
+/// Removes a filter [`hold_off`] left on the socket (a socket that did not
+/// close after all, say an interrupted `disable`, comes back with it); no
+/// filter is not an error.
+pub fn accept_new(socket: impl AsFd) -> std::io::Result<()> {
+    match socket2::SockRef::from(&socket).detach_filter() {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        other => other,
+    }
+}
+
+/// Whether `fd` is a listening TCP socket.
+pub fn is_tcp_listener(fd: impl AsFd) -> bool {
+    let s = socket2::SockRef::from(&fd);
+    s.is_listener().unwrap_or(false) && s.r#type().ok() == Some(socket2::Type::STREAM) && s.local_addr().ok().and_then(|a| a.as_socket()).is_some()
+}
+
+impl Listener {
+    /// Removes a hold-off filter from a TCP listener (see [`accept_new`]).
+    pub fn accept_new(&self) -> std::io::Result<()> {
+        match self {
+            Listener::Tcp(l) => accept_new(l),
+            Listener::Unix(_) => Ok(()),
+        }
+    }
+}
+
 impl StdListener {
     /// Registers the socket with the current tokio runtime.
     pub fn into_tokio(self) -> std::io::Result<Listener> {
@@ -176,6 +230,39 @@ impl StdListener {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    /// A connection completed before `hold_off` is still accepted; a new one
+    /// is not (its SYN is dropped: connecting times out); `accept_new` undoes
+    /// it. (Run as root: some kernels refuse socket filters to other users.)
+    #[tokio::test]
+    async fn hold_off_keeps_the_queue_and_drops_new_connections() {
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = std_listener.local_addr().unwrap();
+        assert!(is_tcp_listener(&std_listener));
+        let l = StdListener::Tcp(std_listener).into_tokio().unwrap();
+        let Listener::Tcp(t) = &l else { unreachable!() };
+        let _early = std::net::TcpStream::connect(addr).unwrap();
+        hold_off(t).expect("attaching the socket filter (needs root on some kernels)");
+        let late = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300));
+        assert_eq!(late.unwrap_err().kind(), std::io::ErrorKind::TimedOut, "a new connection completed while held off");
+        tokio::time::timeout(Duration::from_secs(2), t.accept()).await.expect("the early connection was lost").unwrap();
+        l.accept_new().unwrap();
+        l.accept_new().unwrap(); // no filter left: not an error
+        let _again = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("still held off after accept_new");
+        tokio::time::timeout(Duration::from_secs(2), t.accept()).await.unwrap().unwrap();
+    }
+
+    #[test]
+    fn only_a_listening_tcp_socket_is_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let unix = std::os::unix::net::UnixListener::bind(dir.path().join("s.sock")).unwrap();
+        assert!(!is_tcp_listener(&unix));
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let conn = std::net::TcpStream::connect(tcp.local_addr().unwrap()).unwrap();
+        assert!(!is_tcp_listener(&conn));
+        assert!(is_tcp_listener(&tcp));
+    }
 
     #[test]
     fn parses_addresses() {

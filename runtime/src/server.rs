@@ -283,6 +283,11 @@ impl Drop for TrackGuard {
 impl Server {
     async fn serve(self, acquired: listen::Acquired) -> Result<(), ServeError> {
         let listeners = acquired.listeners.into_iter().map(|l| l.into_tokio()).collect::<std::io::Result<Vec<_>>>()?;
+        for l in &listeners {
+            if let Err(e) = l.accept_new() {
+                tracing::warn!(error = %e, "could not clear a previous instance's hold-off filter from the socket");
+            }
+        }
         let mut turn = 0usize;
         let cfg = self.state.config();
         let mut sigterm = signal(SignalKind::terminate())?;
@@ -386,8 +391,20 @@ impl Server {
             }
         }
         let left_idle = before.open();
-        // Step 2: stop accepting. Under systemd the socket stays open in PID 1,
-        // so new connections wait in its backlog for the next instance.
+        // Step 2: stop accepting, after taking what waits in the backlog now
+        // (it is answered, each answer closing its connection). Under systemd
+        // the socket stays open in PID 1, so later connections wait in its
+        // backlog for the next instance; when the socket closes for good
+        // (scale down, disable), corepool-ctl has held new ones off first
+        // (`listen::hold_off`), so the backlog is empty by then. (At most a
+        // backlog's worth: under a steady stream it would never be empty.)
+        for _ in 0..4096 {
+            let Ok(Ok((conn, permit))) = tokio::time::timeout(Duration::ZERO, accept(&self.state, &listeners, turn, &limit)).await else {
+                break;
+            };
+            turn = turn.wrapping_add(1);
+            spawn_conn(conn, permit, true);
+        }
         drop(listeners);
         // Step 3: close the pre-drain connections still idle now, busy ones
         // after their answer; let those accepted during the drain finish
