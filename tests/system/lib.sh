@@ -16,7 +16,12 @@ BASE_INCLUDE="systemd,systemd-sysv,dbus,curl,ca-certificates,procps,iproute2,uti
 # certbot and the local ACME server pebble; openssl for certificates;
 # Debian's prometheus (with promtool) for the observability tests.
 BASE_EXTRA="certbot pebble openssl python3 prometheus"
-BASE_KEY=$(printf '%s|%s|v1' "$BASE_INCLUDE" "$BASE_EXTRA" | sha256sum | cut -c1-12)
+# From bookworm-backports: the test clients' curl. bookworm's curl 7.88 fails
+# HTTP/2 requests that nginx refused with GOAWAY on a reload instead of
+# retrying them (exit 16; fixed in curl 8.4), which would count a client bug
+# as requests lost by the server (docs/reliability.md, "Clients").
+BASE_BACKPORTS="curl"
+BASE_KEY=$(printf '%s|%s|%s|v1' "$BASE_INCLUDE" "$BASE_EXTRA" "$BASE_BACKPORTS" | sha256sum | cut -c1-12)
 BASE="$CACHE/bookworm-$BASE_KEY"
 
 # Container state lives in files ($STATE/NAME.pid: its systemd, $STATE/NAME.nspawn-pid:
@@ -63,8 +68,12 @@ ensure_base() {
         die "debootstrap failed; see $CACHE/debootstrap.log"
     # shellcheck disable=SC2086
     systemd-nspawn -q -D "$tmp" --register=no --keep-unit \
-        sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $BASE_EXTRA >/dev/null" ||
+        sh -c "sed -n 's/^deb \([^ ]*\) bookworm main.*/deb \1 bookworm-backports main/p' /etc/apt/sources.list > /etc/apt/sources.list.d/backports.list &&
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $BASE_EXTRA >/dev/null &&
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -t bookworm-backports $BASE_BACKPORTS >/dev/null" ||
         die "installing test tools into the rootfs failed"
+    systemd-nspawn -q -D "$tmp" --register=no --keep-unit curl --version | head -n1 | grep -Eq '^curl ([89]|[1-9][0-9])\.' ||
+        die "the rootfs's curl is not from bookworm-backports (8.x)"
     # Nothing of the host's leaks in; the containers have no network to resolve with anyway.
     touch "$tmp/.complete"
     mv "$tmp" "$BASE"
@@ -216,6 +225,7 @@ pebble_root() {
 
 PASSED=0
 FAILED=0
+SKIPPED=0
 FAILED_NAMES=()
 RESULTS_FILE=${COREPOOL_TEST_RESULTS:-$WORK.results}
 
@@ -223,6 +233,13 @@ RESULTS_FILE=${COREPOOL_TEST_RESULTS:-$WORK.results}
 # is recorded and the run goes on.
 run_test() {
     local name=$1 fn=$2
+    # COREPOOL_TEST_ONLY=ERE runs only the tests whose name matches (while
+    # debugging one; say which ran). The full suite never sets it.
+    if [[ -n ${COREPOOL_TEST_ONLY:-} && ! $name =~ $COREPOOL_TEST_ONLY ]]; then
+        log "skip $name (COREPOOL_TEST_ONLY)"
+        SKIPPED=$((SKIPPED + 1))
+        return 0
+    fi
     log "--- $name"
     local start=$SECONDS
     # Not as an `if` condition: errexit is ignored there, even inside the subshell.
@@ -241,6 +258,16 @@ run_test() {
         FAILED=$((FAILED + 1))
         FAILED_NAMES+=("$name")
         log "FAIL $name ($((SECONDS - start))s)"
+    fi
+}
+
+# finish SUITE: "SUITE: N passed, M failed" (and how many COREPOOL_TEST_ONLY
+# skipped); exits 1 if any failed.
+finish() {
+    echo "$1: $PASSED passed, $FAILED failed${SKIPPED:+, $SKIPPED skipped (COREPOOL_TEST_ONLY)}" | sed 's/, 0 skipped.*//'
+    if ((FAILED)); then
+        printf 'failed: %s\n' "${FAILED_NAMES[@]}"
+        exit 1
     fi
 }
 
@@ -279,10 +306,15 @@ load() {
     local name=$1 count=$2 par=$3 url=$4 sep='?'
     shift 4
     [[ $url == *\?* ]] && sep='&'
-    on "$name" curl -s --no-progress-meter -o /dev/null --max-time 30 -w '%{http_code} %{time_total}\n' \
+    # A failure is counted by status, or "000/eN" for curl's exit code N when
+    # no answer came (e.g. 56: the connection was reset); the first one's
+    # request and curl's message follow, to find it in the logs.
+    on "$name" curl -s --no-progress-meter -o /dev/null --max-time 30 \
+        -w '%{http_code} %{time_total} %{exitcode} %{url_effective} %{errormsg}\n' \
         --parallel --parallel-max "$par" "$@" "$url${sep}load=[1-$count]" 2>/dev/null |
-        awk '{ n++; if ($1 != "200") { f++; c[$1]++ } if ($2 > m) m = $2 }
-             END { printf "%d %d %.3f", n, f + 0, m + 0; for (k in c) printf " %s:%d", k, c[k]; printf "\n" }'
+        awk '{ n++; if ($2 > m) m = $2 }
+             $1 != "200" { f++; c[$1 == "000" ? "000/e" $3 : $1]++; if (!first) { first = $0; sub(/^[^ ]+ [^ ]+ [^ ]+ /, "", first) } }
+             END { printf "%d %d %.3f", n, f + 0, m + 0; for (k in c) printf " %s:%d", k, c[k]; if (first) printf " first: %s", first; printf "\n" }'
 }
 
 # load_rounds NAME STOPFILE OUT URL [CURL ARGS...]: `load` in rounds of
