@@ -18,7 +18,8 @@ render() {
     cat >"$D/upstream.conf" <<UP
 upstream $NAME {
     least_conn;
-    server $UPSTREAM max_fails=0;
+    # A replica can vanish (stopped, crashed): one error takes it out for 5 s.
+    server $UPSTREAM max_fails=1 fail_timeout=5s;
     keepalive 64;
     keepalive_requests 10000;
     # Below the instances' drain_idle (5s): nginx closes an idle connection
