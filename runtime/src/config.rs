@@ -77,6 +77,11 @@ pub struct PoolConfig {
     /// Scheduling policy of pool threads: `idle` (SCHED_IDLE: the event loop
     /// preempts them the moment it wakes), `batch` (SCHED_BATCH) or `normal`.
     pub sched: PoolSched,
+    /// The floor under a busy pool thread's CPU share (0..1): below it, the
+    /// thread runs at normal priority until it catches up, so heavy requests
+    /// are not starved by light work that keeps every CPU busy. 0: strict
+    /// priority (light always first).
+    pub min_share: f64,
     /// Pin pool threads to the event loop's CPU (when `pin` is on).
     pub pin: bool,
 }
@@ -225,7 +230,7 @@ impl Default for HttpConfig {
 
 impl Default for PoolConfig {
     fn default() -> Self {
-        PoolConfig { threads: 1, queue: 64, job_timeout: Duration::from_secs(10), nice: 10, sched: PoolSched::Idle, pin: true }
+        PoolConfig { threads: 1, queue: 64, job_timeout: Duration::from_secs(10), nice: 10, sched: PoolSched::Idle, min_share: 0.3, pin: true }
     }
 }
 
@@ -256,6 +261,7 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
     check((1..=1_000_000).contains(&c.pool.queue), "pool.queue", "must be 1..=1000000")?;
     check(c.pool.job_timeout >= ms(1) && c.pool.job_timeout <= Duration::from_secs(3600), "pool.job_timeout", "must be between 1ms and 1h")?;
     check((0..=19).contains(&c.pool.nice), "pool.nice", "must be 0..=19 (pool threads may only lower their priority)")?;
+    check((0.0..=1.0).contains(&c.pool.min_share), "pool.min_share", "must be between 0 and 1 (a share of one CPU)")?;
     for a in &c.backend.allow {
         parse_net(a).map_err(|e| ("backend.allow".to_string(), e))?;
     }

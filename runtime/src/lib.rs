@@ -16,7 +16,7 @@
 //! | [`listen`] | sockets from systemd (`LISTEN_FDS`), or bound by hand |
 //! | [`linger`] | lingering close, so early answers (413) reach clients still sending |
 //! | [`notify`] | sd_notify |
-//! | [`pool`] | the bounded heavy-work pool |
+//! | [`pool`], [`share`] | the bounded heavy-work pool, and the floor under its CPU share (`pool.min_share`) |
 //! | [`http`] | [`Ctx`] and [`Section`](http::Section) extractors, JSON errors, body and query helpers |
 //! | [`builtin`] | `/healthz`, `/readyz`, `/metrics` and the fault-injection routes |
 //! | [`config`], [`load`], [`section`] | corepool's settings, the service's own sections, loading with file:line:key errors |
@@ -43,6 +43,7 @@ pub mod notify;
 pub mod pool;
 pub(crate) mod scope;
 pub mod section;
+pub mod share;
 pub mod server;
 pub mod service;
 pub mod testing;

@@ -8,7 +8,8 @@
 //!   a running one is told to stop ([`Cancel`]) and its result discarded;
 //! * a job whose requester went away (client disconnect) is cancelled the same way;
 //! * a panicking job fails only its own request; the thread survives;
-//! * pool threads run at lower priority (SCHED_IDLE by default, `pool.sched`) than the event loop;
+//! * pool threads run at lower priority (SCHED_IDLE by default, `pool.sched`) than the event loop,
+//!   with a floor under their CPU share while busy (`pool.min_share`, see [`crate::share`]);
 //! * [`Pool::stalled`] reports a job stuck far past its deadline, so the
 //!   watchdog can stop pinging and systemd restarts the instance.
 
@@ -31,6 +32,8 @@ pub struct ThreadSettings {
     pub sched: crate::config::PoolSched,
     /// CPUs the pool threads may run on (None: leave as inherited).
     pub cpus: Option<Vec<usize>>,
+    /// The floor under a busy pool thread's CPU share (`pool.min_share`).
+    pub min_share: f64,
 }
 
 /// Pool size and limits.
@@ -112,6 +115,8 @@ pub struct Pool {
     next_id: AtomicU64,
     /// Hands out pool thread numbers (for span recording).
     thread_numbers: Arc<AtomicUsize>,
+    /// Keeps busy pool threads at `min_share` of a CPU or more.
+    governor: Arc<crate::share::Governor>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -124,15 +129,18 @@ thread_local! {
     static CONFIGURED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// This pool thread's number (0-based, in the order threads took their first job).
     static THREAD_NO: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// What this pool thread tells the governor.
+    static ACTIVITY: Arc<crate::share::Activity> = Arc::new(crate::share::Activity::default());
 }
 
 /// Applies priority and affinity to the current pool thread and numbers it,
 /// once per thread (threads respawned by threadpool are configured on their
 /// first job too).
-fn configure_thread(s: &ThreadSettings, numbers: &AtomicUsize) {
+fn configure_thread(s: &ThreadSettings, numbers: &AtomicUsize, governor: &crate::share::Governor) {
     if CONFIGURED.with(|c| c.replace(true)) {
         return;
     }
+    governor.register(ACTIVITY.with(Arc::clone));
     THREAD_NO.with(|n| n.set(numbers.fetch_add(1, Ordering::Relaxed)));
     let tid = nix::unistd::gettid().as_raw();
     // SAFETY: plain syscalls on the calling thread.
@@ -172,6 +180,7 @@ impl Pool {
             threads: settings.threads,
             capacity: settings.queue,
             stats: Arc::new(PoolStats::default()),
+            governor: Arc::new(crate::share::Governor::new(settings.thread.min_share, settings.thread.sched, settings.thread.nice)),
             thread: Arc::new(settings.thread),
             running: Arc::new(Mutex::new(HashMap::new())),
             next_id: AtomicU64::new(0),
@@ -181,6 +190,11 @@ impl Pool {
 
     pub fn threads(&self) -> usize {
         self.threads
+    }
+
+    /// The governor of `pool.min_share` (its `tick` runs on the event loop).
+    pub fn governor(&self) -> &Arc<crate::share::Governor> {
+        &self.governor
     }
 
     pub fn capacity(&self) -> usize {
@@ -259,6 +273,7 @@ impl Pool {
         let thread = self.thread.clone();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let numbers = self.thread_numbers.clone();
+        let governor = self.governor.clone();
         // Span recording (debug.spans): queued now, started/finished on the thread.
         let marks = crate::trace::current_job();
         if let Some((clock, m)) = &marks {
@@ -267,13 +282,17 @@ impl Pool {
 
         let task = move || {
             stats.queued.dec();
-            configure_thread(&thread, &numbers);
+            configure_thread(&thread, &numbers, &governor);
             // Dropped unrun: the requester is gone or the deadline passed while queued.
             if cancel.is_cancelled() {
                 let _ = tx.send(Err(abandoned(&stats, &cancel.state, timeout)));
                 return;
             }
             stats.busy.inc();
+            ACTIVITY.with(|a| {
+                a.started.fetch_add(1, Ordering::Relaxed);
+                a.in_job.store(true, Ordering::Relaxed);
+            });
             if let Ok(mut r) = running.lock() {
                 r.insert(id, Instant::now());
             }
@@ -287,6 +306,7 @@ impl Pool {
             if let Ok(mut r) = running.lock() {
                 r.remove(&id);
             }
+            ACTIVITY.with(|a| a.in_job.store(false, Ordering::Relaxed));
             stats.busy.dec();
             match outcome {
                 Err(payload) => {
@@ -344,7 +364,7 @@ mod tests {
     use super::*;
 
     fn pool(threads: usize, queue: usize) -> Pool {
-        Pool::new(PoolSettings { threads, queue, thread: ThreadSettings { nice: 0, sched: crate::config::PoolSched::Normal, cpus: None } })
+        Pool::new(PoolSettings { threads, queue, thread: ThreadSettings { nice: 0, sched: crate::config::PoolSched::Normal, cpus: None, min_share: 0.0 } })
     }
 
     fn rt() -> tokio::runtime::Runtime {

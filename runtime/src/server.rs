@@ -111,7 +111,7 @@ impl State {
         let pool = Pool::new(PoolSettings {
             threads: cfg.pool.threads,
             queue: cfg.pool.queue,
-            thread: ThreadSettings { nice: cfg.pool.nice, sched: cfg.pool.sched, cpus: pool_cpus },
+            thread: ThreadSettings { nice: cfg.pool.nice, sched: cfg.pool.sched, cpus: pool_cpus, min_share: cfg.pool.min_share },
         });
         let metrics = Metrics::new(pool.stats(), pool.threads(), pool.capacity());
         State {
@@ -300,6 +300,7 @@ impl Server {
         let before = Arc::new(Tracked::default());
         let during = Arc::new(Tracked::default());
         let monitor = tokio::spawn(monitor(self.state.clone(), self.notifier.clone(), limit.clone(), cfg.http.max_connections));
+        let share = self.state.pool.governor().active().then(|| tokio::spawn(govern(self.state.pool.governor().clone())));
 
         let ready = format!("serving on {}", acquired.describe);
         tracing::info!(
@@ -415,6 +416,9 @@ impl Server {
         let conns_done = tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), conns).await.is_ok();
         let pool_done = self.state.pool.drain(deadline.saturating_duration_since(Instant::now())).await;
         monitor.abort();
+        if let Some(share) = share {
+            share.abort();
+        }
         if let Some(rec) = &self.state.spans {
             match rec.write() {
                 Ok(path) => tracing::info!("request spans written to {}", path.display()),
@@ -662,6 +666,19 @@ fn request_id<B>(state: &State, req: &Request<B>) -> HeaderValue {
 /// Every second: the STATUS= line. Every half watchdog period: WATCHDOG=1, but
 /// only while the pool is healthy (this task running at all proves the event
 /// loop is).
+/// `pool.min_share`: the governor's look at the pool threads, every window.
+async fn govern(governor: Arc<crate::share::Governor>) {
+    let mut tick = tokio::time::interval(crate::share::WINDOW);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = Instant::now();
+    loop {
+        tick.tick().await;
+        let now = Instant::now();
+        governor.tick(now.duration_since(last));
+        last = now;
+    }
+}
+
 async fn monitor(state: Arc<State>, notifier: Notifier, limit: Arc<Semaphore>, max_conns: usize) {
     let watchdog = notifier.watchdog();
     let period = watchdog.map(|w| (w / 2).min(Duration::from_secs(1))).unwrap_or(Duration::from_secs(1));
