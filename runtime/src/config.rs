@@ -74,8 +74,9 @@ pub struct PoolConfig {
     pub job_timeout: Duration,
     /// Nice value of pool threads (0..19), so the event loop wins the CPU.
     pub nice: i32,
-    /// Scheduling policy of pool threads: `idle` (SCHED_IDLE: the event loop
-    /// preempts them the moment it wakes), `batch` (SCHED_BATCH) or `normal`.
+    /// Scheduling policy of pool threads: `normal` (SCHED_OTHER at `nice`),
+    /// `batch` (SCHED_BATCH) or `idle` (SCHED_IDLE: preempted the moment the
+    /// event loop wakes, but across CPU groups it delays other services more).
     pub sched: PoolSched,
     /// The floor under a busy pool thread's CPU share (0..1): below it, the
     /// thread runs at normal priority until it catches up, so heavy requests
@@ -230,7 +231,7 @@ impl Default for HttpConfig {
 
 impl Default for PoolConfig {
     fn default() -> Self {
-        PoolConfig { threads: 1, queue: 64, job_timeout: Duration::from_secs(10), nice: 10, sched: PoolSched::Idle, min_share: 0.3, pin: true }
+        PoolConfig { threads: 1, queue: 64, job_timeout: Duration::from_secs(10), nice: 10, sched: PoolSched::Normal, min_share: 0.3, pin: true }
     }
 }
 

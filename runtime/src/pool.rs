@@ -8,7 +8,7 @@
 //!   a running one is told to stop ([`Cancel`]) and its result discarded;
 //! * a job whose requester went away (client disconnect) is cancelled the same way;
 //! * a panicking job fails only its own request; the thread survives;
-//! * pool threads run at lower priority (SCHED_IDLE by default, `pool.sched`) than the event loop,
+//! * pool threads run at lower priority (nice 10 by default, `pool.nice`/`pool.sched`) than the event loop,
 //!   with a floor under their CPU share while busy (`pool.min_share`, see [`crate::share`]);
 //! * [`Pool::stalled`] reports a job stuck far past its deadline, so the
 //!   watchdog can stop pinging and systemd restarts the instance.
