@@ -187,6 +187,62 @@ def main(path):
                   f"{med(mh[st]) / hvals[st]:.2f} |")
         w("")
 
+    # ---- W: with and without workers ----
+    wst = [("corepool", "corepool (pool)"), ("corepool_inline", "corepool, loop inline on the event loop"),
+           ("node", "Node + workerpool"), ("node_naive", "Node, naive (loop on the event loop)")]
+    if any(pick("workers_mixed", st) for st, _ in wst):
+        w("## W: with and without workers\n")
+        w("The seed's comparison: light `GET /` (16 connections) through nginx while 8 connections send "
+          f"heavy `/compute?n={n}`, each stack with its heavy work on a worker pool and run inline on the "
+          "event loop (corepool: `compute.inline = true`, a benchmark-only switch; Node: the seed's "
+          "`app-naive.js`, also one process per core under PM2). Light alone first, same stack, same run.\n")
+        w("| stack | light req/s alone | light req/s during heavy | light p99 ms alone | light p99 ms during heavy | p99 ratio | heavy tasks/s | light errors (timeouts) |")
+        w("|---|---|---|---|---|---|---|---|")
+        bars = {"alone": {}, "during heavy": {}}
+        for st, lab in wst:
+            i99, irps = pick("workers_idle", st, "p99_us"), pick("workers_idle", st, "rps")
+            m99, mrps = pick("workers_mixed", st, "p99_us"), pick("workers_mixed", st, "rps")
+            herr = pick("workers_mixed", st, "errors")
+            hr = pick("workers_mixed_heavy", st, "rps")
+            if not m99:
+                continue
+            short = {"corepool": "corepool pool", "corepool_inline": "corepool inline", "node": "Node workerpool", "node_naive": "Node naive"}[st]
+            bars["alone"][short] = med(i99) / 1000
+            bars["during heavy"][short] = med(m99) / 1000
+            w(f"| {lab} | {n0(med(irps))} | {n0(med(mrps))} | {med(i99) / 1000:.1f} | {med(m99) / 1000:.1f} ({spread(m99, lambda v: f'{v / 1000:.1f}')}) | "
+              f"{med(m99) / med(i99):.1f} | {med(hr):.1f} | {sum(herr)} |")
+        w("")
+        svg.bar_chart(DOCS / "bench-workers.svg", "W: light p99 (ms) alone and while heavy requests run", "p99 ms",
+                      list(bars["alone"].keys()), ["alone", "during heavy"], bars)
+        w("![with and without workers](bench-workers.svg)\n")
+
+    # ---- as shipped ----
+    sh = [x for x in s if x["kind"] == "shipped"]
+    if sh:
+        variants = list(dict.fromkeys(x["variant"] for x in sh))
+        VDESC = {"shipped": "as shipped (`pool.sched = \"normal\"`, nice 10, `min_share = 0.3`, `log.access = false`)",
+                 "access_on": "`log.access = true`", "idle": "`pool.sched = \"idle\"` (SCHED_IDLE, with `min_share`)",
+                 "strict_idle": "`pool.sched = \"idle\"`, `min_share = 0` (strict priority: the previous default)"}
+        def sv(v, load, key):
+            return [x["wrk"][key] for x in sh if x["variant"] == v and x["load"] == load]
+        w("## As shipped: the .deb under systemd, the packaged nginx site\n")
+        w("`bench/shipped`: the package installed in a booted Debian container (systemd 252 as PID 1; each "
+          "instance its own unit, so its own session and autogroup; cgroup v1 here, without the cpu "
+          "controller), `corepool enable max`, `corepool nginx enable`; wrk on the host, entering only the "
+          "container's network namespace. idle: light alone (16 connections); L: light alone (64); H: heavy "
+          "alone (8); M: light (16) while heavy (8) saturates the pools; S: heavy (8) while light (64) keeps "
+          "every CPU busy. Every heavy URL is unique, so the site's cache answers none.\n")
+        w("| configuration | idle p99 ms | idle req/s | L req/s (ratio to the ceiling, ≥ 0.85) | H tasks/s | M light p99 ms (ratio, ≤ 1.5) | M light req/s (ratio, ≥ 0.5) | M heavy tasks/s (ratio to H, ≥ 0.3) | S heavy tasks/s (ratio to H, ≥ 0.3) | S light req/s |")
+        w("|---|---|---|---|---|---|---|---|---|---|")
+        for v in variants:
+            i99, irps, lrps, hr = med(sv(v, "idle", "p99_us")), med(sv(v, "idle", "rps")), med(sv(v, "L", "rps")), med(sv(v, "H", "rps"))
+            m99, mrps, mh = med(sv(v, "M_light", "p99_us")), med(sv(v, "M_light", "rps")), med(sv(v, "M_heavy", "rps"))
+            shv, slr = med(sv(v, "S_heavy", "rps")), med(sv(v, "S_light", "rps"))
+            ceil = med(sv(v, "ceiling", "rps"))
+            w(f"| {VDESC.get(v, v)} | {i99 / 1000:.2f} | {n0(irps)} | {n0(lrps)} ({lrps / ceil:.2f} of {n0(ceil)}) | {hr:.1f} | {m99 / 1000:.2f} ({m99 / i99:.1f}) | "
+              f"{n0(mrps)} ({mrps / irps:.2f}) | {mh:.1f} ({mh / hr:.2f}) | {shv:.1f} ({shv / hr:.2f}) | {n0(slr)} |")
+        w("")
+
     # ---- request timeline ----
     tl = [x for x in s if x["kind"] == "timeline"]
     if tl and Path(tl[0]["kept"]).exists():

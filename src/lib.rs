@@ -14,7 +14,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use corepool::http::{json, query_u64, query_value, read_body, read_json, ApiError};
-use corepool::pool::JobError;
+use corepool::pool::{Cancel, JobError};
 use corepool::{Ctx, Settings};
 use http::header::{HeaderValue, CACHE_CONTROL};
 use serde::{Deserialize, Serialize};
@@ -31,11 +31,15 @@ pub struct ComputeConfig {
     /// `n` always gives the same sum. `0s`: not at all (`no-store`).
     #[serde(with = "humantime_serde")]
     pub cache_max_age: Duration,
+    /// Benchmarks only: run the loop on the event loop instead of the pool,
+    /// as a Node app without workers does (every other request on the
+    /// instance waits while it runs). Never in production.
+    pub inline: bool,
 }
 
 impl Default for ComputeConfig {
     fn default() -> Self {
-        ComputeConfig { max_n: 10_000_000_000, cache_max_age: Duration::from_secs(60) }
+        ComputeConfig { max_n: 10_000_000_000, cache_max_age: Duration::from_secs(60), inline: false }
     }
 }
 
@@ -44,7 +48,9 @@ impl corepool::Section for ComputeConfig {
     const DOC: &'static str = "GET /compute?n=N, the seed's benchmark loop (live).\n\
         max_n: the largest n accepted.\n\
         cache_max_age: how long caches may reuse a result (Cache-Control:\n\
-        max-age; the same n always gives the same sum); \"0s\": no-store.";
+        max-age; the same n always gives the same sum); \"0s\": no-store.\n\
+        inline: benchmarks only (the \"without workers\" comparison): run the\n\
+        loop on the event loop, blocking the instance while it runs.";
     fn validate(&self) -> Result<(), (String, String)> {
         if self.max_n < 1 {
             return Err(("max_n".into(), "must be at least 1".into()));
@@ -115,7 +121,7 @@ async fn index(ctx: Ctx) -> Result<Response, ApiError> {
 async fn compute(ctx: Ctx, Settings(cfg): Settings<ComputeConfig>, req: Request) -> Result<Response, ApiError> {
     let n = query_u64(&req, "n", cfg.max_n)?;
     let started = Instant::now();
-    let sum = ctx.run(move |c| jobs::compute(n, c)).await?;
+    let sum = if cfg.inline { jobs::compute(n, &Cancel::never()) } else { ctx.run(move |c| jobs::compute(n, c)).await? };
     // A job only returns None when cancelled, and then the pool reports the cancellation.
     let sum = sum.ok_or(JobError::Cancelled)?;
     let mut r = json(&serde_json::json!({"n": n, "sum": sum.to_string(), "ms": started.elapsed().as_secs_f64() * 1000.0}))?;
