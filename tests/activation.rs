@@ -14,7 +14,7 @@ use nix::sys::signal::Signal;
 
 fn socket_activate(listens: &[&str], extra: &[&str]) -> (std::process::Child, mpsc::Receiver<String>) {
     let tool = "/usr/bin/systemd-socket-activate";
-    assert!(std::path::Path::new(tool).exists(), "{tool} is required (package systemd); .ci/run installs it");
+    assert!(std::path::Path::new(tool).exists(), "{tool} is required (package systemd); tests/run installs it");
     let mut child = Command::new(tool)
         .args(listens.iter().flat_map(|l| ["-l", l]))
         .args(["--", BIN, "--log-format", "human"])

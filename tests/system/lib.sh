@@ -241,24 +241,33 @@ run_test() {
         return 0
     fi
     log "--- $name"
-    local start=$SECONDS
-    # Not as an `if` condition: errexit is ignored there, even inside the subshell.
-    local rc=0
-    set +e
-    (
-        set -euo pipefail
-        "$fn"
-    )
-    rc=$?
-    set -e
-    if ((rc == 0)); then
-        PASSED=$((PASSED + 1))
-        log "ok   $name ($((SECONDS - start))s)"
-    else
-        FAILED=$((FAILED + 1))
-        FAILED_NAMES+=("$name")
-        log "FAIL $name ($((SECONDS - start))s)"
+    # COREPOOL_TEST_REPEAT=ERE:N runs the tests whose name matches N times in
+    # a row, each run counted (to show that one is not flaky).
+    local times=1 k
+    if [[ -n ${COREPOOL_TEST_REPEAT:-} && $name =~ ${COREPOOL_TEST_REPEAT%:*} ]]; then
+        times=${COREPOOL_TEST_REPEAT##*:}
     fi
+    for ((k = 1; k <= times; k++)); do
+        ((times == 1)) || log "--- run $k of $times"
+        local start=$SECONDS
+        # Not as an `if` condition: errexit is ignored there, even inside the subshell.
+        local rc=0
+        set +e
+        (
+            set -euo pipefail
+            "$fn"
+        )
+        rc=$?
+        set -e
+        if ((rc == 0)); then
+            PASSED=$((PASSED + 1))
+            log "ok   $name ($((SECONDS - start))s)"
+        else
+            FAILED=$((FAILED + 1))
+            FAILED_NAMES+=("$name")
+            log "FAIL $name ($((SECONDS - start))s)"
+        fi
+    done
 }
 
 # finish SUITE: "SUITE: N passed, M failed" (and how many COREPOOL_TEST_ONLY
