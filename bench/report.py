@@ -222,7 +222,8 @@ def main(path):
         variants = list(dict.fromkeys(x["variant"] for x in sh))
         VDESC = {"shipped": "as shipped (`pool.sched = \"normal\"`, nice 10, `min_share = 0.3`, `log.access = false`)",
                  "access_on": "`log.access = true`", "idle": "`pool.sched = \"idle\"` (SCHED_IDLE, with `min_share`)",
-                 "strict_idle": "`pool.sched = \"idle\"`, `min_share = 0` (strict priority: the previous default)"}
+                 "strict_idle": "`pool.sched = \"idle\"`, `min_share = 0` (strict priority: the previous default)",
+                 "nopin": "`pin = false` (no CPU pinning)"}
         def sv(v, load, key):
             return [x["wrk"][key] for x in sh if x["variant"] == v and x["load"] == load]
         w("## As shipped: the .deb under systemd, the packaged nginx site\n")
