@@ -300,6 +300,10 @@ pub fn reload(n: &ServiceName, instance: Option<u32>, out: &mut dyn Write) -> Re
             continue;
         }
         let started = Instant::now();
+        // An operator's restart is not a crash: flush the unit's start-rate
+        // counter (StartLimitBurst=) first, so that back-to-back reloads or
+        // upgrades never leave an instance failed with 'start-limit-hit'.
+        units::systemctl(&["reset-failed", &n.service_unit(i)])?;
         if let Err(e) = units::systemctl(&["restart", &n.service_unit(i)]) {
             return Err(not_ready(n, i, e.to_string()));
         }
@@ -317,8 +321,11 @@ pub fn restart(n: &ServiceName, out: &mut dyn Write) -> Result<(), AdminError> {
         return Err(AdminError::NoneEnabled(n.to_string()));
     }
     let services: Vec<String> = list.iter().map(|&i| n.service_unit(i)).collect();
-    let mut args = vec!["restart"];
+    // As in `reload`: the operator's restarts do not count towards the crash limit.
+    let mut args = vec!["reset-failed"];
     args.extend(services.iter().map(String::as_str));
+    units::systemctl(&args)?;
+    args[0] = "restart";
     units::systemctl(&args)?;
     writeln!(out, "restarted {}", services.join(" "))?;
     for &i in &list {
