@@ -372,7 +372,7 @@ mixed_load() {
 mixed_event() {
     local name=$1 base=$2 out=$3 repeat=$4 k
     shift 4
-    rm -f "$out.stop"
+    rm -f "$out.stop" "$out.cmd"
     mixed_load "$name" "$out.stop" "$out" "$base" "${MIXED_CURL[@]}" &
     local l=$!
     sleep 0.5

@@ -140,9 +140,29 @@ test_a_stopped_instance_is_down_not_started() {
     wait_for "instance $last's target up again" 40 targets_are "$(expected_targets "$NCPU")"
 }
 
+# until_next_scrape0: seconds until half a second before Prometheus's next
+# scrape of instance 0 (targets are scraped at a fixed offset in the interval).
+until_next_scrape0() {
+    prom /api/v1/targets --data-urlencode state=active | python3 -c '
+import datetime, json, re, sys
+interval = float(sys.argv[1].rstrip("s"))
+for t in json.load(sys.stdin)["data"]["activeTargets"]:
+    if t["discoveredLabels"]["__metrics_path__"] == "/instances/0/metrics":
+        base, frac, tz = re.match(r"(.*:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", t["lastScrape"]).groups()
+        last = datetime.datetime.fromisoformat(base + (frac or ".0")[:7] + ("+00:00" if tz == "Z" else tz))
+        wait = (last.timestamp() + interval - 0.5 - datetime.datetime.now(datetime.timezone.utc).timestamp()) % interval
+        print("%.3f" % wait)' "$PROM_INTERVAL"
+}
+
 test_a_hung_instance_does_not_hang_the_scrape() {
-    local pid dur
+    local pid dur wait
     pid=$(main_pid 0)
+    # The watchdog replaces a hung instance 4.5 to 7 s after it stops (and a
+    # scrape waiting in its socket's queue is then answered), so stop it just
+    # before a scrape: that scrape must meet it hung, whatever the phase.
+    wait=$(until_next_scrape0)
+    [[ -n $wait ]] || fail "no target for instance 0"
+    sleep "$wait"
     ct app kill -STOP "$pid"
     wait_for "the hung instance's target down" 20 down0
     dur=$(down0 | cut -d' ' -f1)
