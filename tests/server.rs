@@ -11,6 +11,15 @@ use common::*;
 use nix::sys::signal::Signal;
 
 #[test]
+fn pin_true_pins_the_event_loop_to_its_cpu() {
+    let s = Server::start(&["instance=0", "pin=true"]);
+    let j = s.get("/").json();
+    let allowed = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).expect("affinity");
+    let first = (0..nix::sched::CpuSet::count()).find(|&c| allowed.is_set(c).unwrap_or(false)).expect("a CPU");
+    assert_eq!(j["cpu"].as_u64(), Some(first as u64), "instance 0 on the first allowed CPU: {j}");
+}
+
+#[test]
 fn standalone_bind_serves_identity_json() {
     let s = Server::start(&["instance=1"]);
     let r = s.get("/");
@@ -20,7 +29,7 @@ fn standalone_bind_serves_identity_json() {
     assert_eq!(j["instance"], 1);
     assert_eq!(j["pid"], s.pid());
     assert_eq!(j["pool"]["threads"], 1);
-    assert!(j["cpu"].is_u64(), "pinned by default: {j}");
+    assert!(j["cpu"].is_null(), "not pinned by default: {j}");
     assert_eq!(s.get("/healthz").json()["status"], "ok");
     assert_eq!(s.get("/readyz").status, 200);
     // Request ids: ours is echoed, otherwise one is made up.

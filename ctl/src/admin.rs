@@ -91,7 +91,8 @@ fn wait_ready(n: &ServiceName, i: u32, out: &mut dyn Write) -> Result<(), AdminE
         match client::get(&n.socket_addr(i), "/readyz", Duration::from_secs(2)) {
             Ok((200, _)) => {
                 let id = identity(n, i, QUERY_TIMEOUT).unwrap_or_default();
-                writeln!(out, "ready in {} ms (pid {}, cpu {})", started.elapsed().as_millis(), id["pid"], id["cpu"])?;
+                let cpu = id["cpu"].as_u64().map(|c| format!(", cpu {c}")).unwrap_or_default();
+                writeln!(out, "ready in {} ms (pid {}{cpu})", started.elapsed().as_millis(), id["pid"])?;
                 return Ok(());
             }
             Ok((status, body)) => last = format!("/readyz answered {status}: {body}"),

@@ -23,6 +23,8 @@ pub struct Config {
     /// Instance number (the `%i` of `corepool@.service`).
     pub instance: u32,
     /// Pin the event loop to CPU `instance mod ncpu` (of the CPUs allowed to the process).
+    /// Off by default: with nginx on the same cores, an unpinned event loop can move to
+    /// whichever CPU is free (docs/benchmarks.md, "As shipped").
     pub pin: bool,
     /// How long SIGTERM waits for in-flight requests and jobs.
     #[serde(with = "humantime_serde")]
@@ -205,7 +207,7 @@ impl Default for Config {
         Config {
             listen: "127.0.0.1:3000".into(),
             instance: 0,
-            pin: true,
+            pin: false,
             shutdown_timeout: Duration::from_secs(30),
             http: HttpConfig::default(),
             pool: PoolConfig::default(),
