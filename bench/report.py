@@ -220,10 +220,10 @@ def main(path):
     sh = [x for x in s if x["kind"] == "shipped"]
     if sh:
         variants = list(dict.fromkeys(x["variant"] for x in sh))
-        VDESC = {"shipped": "as shipped (`pool.sched = \"normal\"`, nice 10, `min_share = 0.3`, `log.access = false`)",
+        VDESC = {"shipped": "as shipped (`pool.sched = \"normal\"`, nice 10, `min_share = 0.3`, `log.access = false`, `pin = false`)",
                  "access_on": "`log.access = true`", "idle": "`pool.sched = \"idle\"` (SCHED_IDLE, with `min_share`)",
                  "strict_idle": "`pool.sched = \"idle\"`, `min_share = 0` (strict priority: the previous default)",
-                 "nopin": "`pin = false` (no CPU pinning)"}
+                 "pin": "`pin = true` (event loop and pool threads pinned to CPU N: the previous default)"}
         def sv(v, load, key):
             return [x["wrk"][key] for x in sh if x["variant"] == v and x["load"] == load]
         w("## As shipped: the .deb under systemd, the packaged nginx site\n")
