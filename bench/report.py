@@ -223,7 +223,9 @@ def main(path):
         VDESC = {"shipped": "as shipped (`pool.sched = \"normal\"`, nice 10, `min_share = 0.3`, `log.access = false`, `pin = false`)",
                  "access_on": "`log.access = true`", "idle": "`pool.sched = \"idle\"` (SCHED_IDLE, with `min_share`)",
                  "strict_idle": "`pool.sched = \"idle\"`, `min_share = 0` (strict priority: the previous default)",
-                 "pin": "`pin = true` (event loop and pool threads pinned to CPU N: the previous default)"}
+                 "pin": "`pin = true` (event loop and pool threads pinned to CPU N: the previous default)",
+                 "autogroup10": "each instance's CPU group at autogroup nice 10 (weight 110 against nginx's 1024; on cgroup v2, `CPUWeight=` about 11)",
+                 "nginx_boost": "nginx's CPU group at autogroup nice -5 (weight 3121: three times each instance's)"}
         def sv(v, load, key):
             return [x["wrk"][key] for x in sh if x["variant"] == v and x["load"] == load]
         w("## As shipped: the .deb under systemd, the packaged nginx site\n")
