@@ -663,9 +663,6 @@ fn request_id<B>(state: &State, req: &Request<B>) -> HeaderValue {
     HeaderValue::try_from(format!("{}-{}-{n}", state.instance, state.pid)).unwrap_or(HeaderValue::from_static("-"))
 }
 
-/// Every second: the STATUS= line. Every half watchdog period: WATCHDOG=1, but
-/// only while the pool is healthy (this task running at all proves the event
-/// loop is).
 /// `pool.min_share`: the governor's look at the pool threads, every window.
 async fn govern(governor: Arc<crate::share::Governor>) {
     let mut tick = tokio::time::interval(crate::share::WINDOW);
@@ -679,6 +676,9 @@ async fn govern(governor: Arc<crate::share::Governor>) {
     }
 }
 
+/// Every second: the STATUS= line. Every half watchdog period: WATCHDOG=1, but
+/// only while the pool is healthy (this task running at all proves the event
+/// loop is).
 async fn monitor(state: Arc<State>, notifier: Notifier, limit: Arc<Semaphore>, max_conns: usize) {
     let watchdog = notifier.watchdog();
     let period = watchdog.map(|w| (w / 2).min(Duration::from_secs(1))).unwrap_or(Duration::from_secs(1));

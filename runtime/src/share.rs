@@ -1,7 +1,7 @@
 //! `pool.min_share`: a floor under the CPU share of busy pool threads.
 //!
-//! Pool threads run at a low priority (`pool.sched`, SCHED_IDLE by default)
-//! so that light requests preempt them at once. When light work keeps every
+//! Pool threads run at a low priority (`pool.sched` and `pool.nice`: SCHED_OTHER
+//! at nice 10 by default) so that light requests win the CPU. When light work keeps every
 //! CPU busy, a low-priority thread gets next to nothing, and heavy requests
 //! queue until they time out (starvation). The governor looks at each pool
 //! thread every [`WINDOW`]: a thread that is running jobs and whose CPU share
