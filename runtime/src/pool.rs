@@ -143,21 +143,14 @@ fn configure_thread(s: &ThreadSettings, numbers: &AtomicUsize, governor: &crate:
     governor.register(ACTIVITY.with(Arc::clone));
     THREAD_NO.with(|n| n.set(numbers.fetch_add(1, Ordering::Relaxed)));
     let tid = nix::unistd::gettid().as_raw();
-    // SAFETY: plain syscalls on the calling thread.
-    unsafe {
-        let policy = match s.sched {
-            crate::config::PoolSched::Idle => Some(libc::SCHED_IDLE),
-            crate::config::PoolSched::Batch => Some(libc::SCHED_BATCH),
-            crate::config::PoolSched::Normal => None,
-        };
-        if let Some(policy) = policy {
-            let param = libc::sched_param { sched_priority: 0 };
-            if libc::sched_setscheduler(0, policy, &param) != 0 {
-                tracing::warn!(error = %std::io::Error::last_os_error(), ?s.sched, "pool thread: scheduling policy refused");
-            }
+    if s.sched != crate::config::PoolSched::Normal {
+        if let Err(e) = crate::share::set_policy(0, crate::share::policy(s.sched)) {
+            tracing::warn!(error = %e, ?s.sched, "pool thread: scheduling policy refused");
         }
-        if s.nice != 0 && libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, s.nice) != 0 {
-            tracing::warn!(error = %std::io::Error::last_os_error(), "pool thread: setpriority refused");
+    }
+    if s.nice != 0 {
+        if let Err(e) = crate::share::set_nice(tid, s.nice) {
+            tracing::warn!(error = %e, "pool thread: setpriority refused");
         }
     }
     if let Some(cpus) = &s.cpus {

@@ -144,11 +144,7 @@ impl Governor {
     /// Puts thread `tid` at `level`: 0 the configured priority, 1 SCHED_OTHER
     /// at the configured nice value, 2 SCHED_OTHER at nice 0.
     fn apply(&self, tid: libc::pid_t, level: u8) -> std::io::Result<()> {
-        let policy = match (level, self.sched) {
-            (0, PoolSched::Idle) => libc::SCHED_IDLE,
-            (0, PoolSched::Batch) => libc::SCHED_BATCH,
-            _ => libc::SCHED_OTHER,
-        };
+        let policy = if level == 0 { policy(self.sched) } else { libc::SCHED_OTHER };
         let nice = match level {
             0 => self.nice,
             // Already SCHED_OTHER at `nice` when that is the configured policy: halfway.
@@ -156,28 +152,39 @@ impl Governor {
             1 => self.nice,
             _ => 0,
         };
-        let param = libc::sched_param { sched_priority: 0 };
         // Lowering: nice first, then the policy; raising: the other way round
         // (each step is then one the kernel allows on its own).
-        // SAFETY: plain syscalls on a thread of this process.
-        unsafe {
-            if level == 0 {
-                set_nice(tid, nice)?;
-                if libc::sched_setscheduler(tid, policy, &param) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            } else {
-                if libc::sched_setscheduler(tid, policy, &param) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                set_nice(tid, nice)?;
-            }
+        if level == 0 {
+            set_nice(tid, nice)?;
+            set_policy(tid, policy)
+        } else {
+            set_policy(tid, policy)?;
+            set_nice(tid, nice)
         }
-        Ok(())
     }
 }
 
-fn set_nice(tid: libc::pid_t, nice: i32) -> std::io::Result<()> {
+/// The kernel's scheduling policy for `pool.sched`.
+pub(crate) fn policy(sched: PoolSched) -> libc::c_int {
+    match sched {
+        PoolSched::Idle => libc::SCHED_IDLE,
+        PoolSched::Batch => libc::SCHED_BATCH,
+        PoolSched::Normal => libc::SCHED_OTHER,
+    }
+}
+
+/// Puts thread `tid` (0: the calling thread) under `policy`.
+pub(crate) fn set_policy(tid: libc::pid_t, policy: libc::c_int) -> std::io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: a plain syscall on a thread of this process; `param` is valid.
+    if unsafe { libc::sched_setscheduler(tid, policy, &param) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sets thread `tid`'s nice value.
+pub(crate) fn set_nice(tid: libc::pid_t, nice: i32) -> std::io::Result<()> {
     // SAFETY: a plain syscall on a thread of this process.
     if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) } != 0 {
         return Err(std::io::Error::last_os_error());
