@@ -43,9 +43,9 @@ pub mod notify;
 pub mod pool;
 pub(crate) mod scope;
 pub mod section;
-pub mod share;
 pub mod server;
 pub mod service;
+pub mod share;
 pub mod testing;
 pub mod trace;
 
