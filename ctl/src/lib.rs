@@ -10,6 +10,7 @@
 //!
 //! | module | owns |
 //! |---|---|
+//! | [`commands`] | the operator's command line (clap derive), dispatched by [`run`] |
 //! | [`admin`] | enable, scale, disable, reload, restart, `nginx enable` |
 //! | [`status`], [`top`], [`logs`] | what runs and how it does (like `pm2 ls/monit/logs`) |
 //! | [`units`] | systemctl, the enabled set, backend socket drop-ins |
@@ -21,7 +22,7 @@
 //! | [`package`] | `NAME package`: the service's .deb |
 
 pub mod admin;
-pub mod cli;
+pub mod commands;
 pub mod exporter;
 pub mod front;
 pub mod https;
@@ -42,7 +43,7 @@ use corepool_runtime::cli::{exit_status, run_base, Cli, ServeArgs};
 use corepool_runtime::{Service, ServiceName};
 
 use crate::admin::Count;
-use crate::cli::{Command, FrontCommand, MetricsCommand, NginxCommand};
+use crate::commands::{Command, FrontCommand, MetricsCommand, NginxCommand};
 
 /// `main` of a service binary with the operator commands.
 pub fn main(service: Service) -> ExitCode {
