@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+#!/usr/bin/env bash
 # Observability as operators run it, sourced by tests/system/run once the
 # instances serve over HTTPS: Debian's prometheus beside the package,
 # configured with the shipped files (/etc/corepool/prometheus/), scraping

@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+#!/usr/bin/env bash
 # Reliability and hardening tests, sourced by tests/system/run after HTTPS is
 # up: faults under load through the public path (nginx, TLS), memory limit,
 # unwritable /etc, socket and file permissions. Each records its figures.
