@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Booted-systemd container harness for the system tests (sourced by tests/system/run).
+# Booted-systemd container harness for the system tests (sourced by
+# tests/system/run, scaleout and service, tests/containers/run and bench/lib.sh).
 #
 # A Debian bookworm rootfs is built once with debootstrap and cached; each test
 # run copies it, boots it with systemd-nspawn (real systemd as the container's
@@ -32,6 +33,16 @@ ct_pid() { cat "$STATE/$1.pid" 2>/dev/null || true; }
 
 log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "FATAL: $*"; exit 1; }
+
+# need_tools INSTALLER TOOL...: dies naming the first TOOL that is not on
+# PATH, and INSTALLER, the script that installs it (tests/run, bench/run).
+need_tools() {
+    local installer=$1 tool
+    shift
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null || die "missing tool: $tool ($installer installs it)"
+    done
+}
 
 # build_debs DIR [UPGRADES]: builds the package under test and UPGRADES
 # (default 1) version-bumped copies (0.1.0-2, -3, ...; for the upgrade tests)
@@ -289,6 +300,32 @@ fail() {
 # expect_eq ACTUAL EXPECTED WHAT
 expect_eq() {
     [[ $1 == "$2" ]] || fail "$3: got '$1', expected '$2'"
+}
+
+# field PYTHON-SUBSCRIPT: the JSON document on stdin, subscripted and printed
+# by Python: `field "['instance']" <<<"$j"`, `field "[0]['pid']"`.
+field() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+
+# expect_purged CONTAINER NAME [PATH...]: `apt purge NAME` in CONTAINER
+# succeeds and leaves nothing of service NAME: no unit (loaded or as a file),
+# no user or group, none of its directories, binary, nginx site, certbot hook
+# (nor PATH...), and nginx's configuration still loads.
+expect_purged() {
+    local c=$1 name=$2
+    shift 2
+    ct_sh "$c" "DEBIAN_FRONTEND=noninteractive apt-get purge -y -q $name" >"$WORK/purge.log" 2>&1 ||
+        { tail -n 20 "$WORK/purge.log"; fail "purge failed"; }
+    [[ -z $(ct "$c" systemctl list-units --all --plain --no-legend "$name*") ]] ||
+        fail "$name units left: $(ct "$c" systemctl list-units --all --plain --no-legend "$name*")"
+    [[ -z $(ct_sh "$c" "ls /usr/lib/systemd/system/ /etc/systemd/system/ | grep $name || true") ]] || fail "$name unit files left"
+    ct "$c" getent passwd "$name" >/dev/null && fail "$name user left"
+    ct "$c" getent group "$name" >/dev/null && fail "$name group left"
+    local p
+    for p in "/etc/$name" "/var/lib/$name" "/run/$name" "/usr/bin/$name" "/etc/nginx/sites-available/$name.conf" \
+        "/etc/nginx/sites-enabled/$name.conf" "/etc/letsencrypt/renewal-hooks/deploy/$name" "$@"; do
+        ct "$c" test -e "$p" && fail "$p left behind"
+    done
+    ct "$c" nginx -t -q || fail "nginx config broken after purging $name"
 }
 
 # record KEY VALUE: a measured figure, printed at the end and kept in $RESULTS_FILE.
