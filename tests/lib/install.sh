@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installing what a script needs, one way for tests/run, bench/run,
-# bench/router and bench/scaleout (sourced): only what is missing, from
+# Installing what a script needs, one way for tests/run and the benchmarks
+# (sourced by tests/run and bench/lib.sh): only what is missing, from
 # Debian with apt-get, and a loud failure, never a skip, when something is
 # still missing afterwards. Only the missing packages: a tool from elsewhere
 # (e.g. a Node.js from NodeSource) is never replaced by Debian's.
