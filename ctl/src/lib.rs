@@ -38,44 +38,50 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
-use corepool_runtime::cli::{exit_status, run_base, Cli, ServeArgs};
+use anyhow::{bail, Context, Result};
+use corepool_runtime::cli::{self, run_base, Cli, ServeArgs};
 use corepool_runtime::{Service, ServiceName};
 
 use crate::admin::Count;
 use crate::commands::{Command, FrontCommand, MetricsCommand, NginxCommand};
 
-/// `main` of a service binary with the operator commands.
+/// `main` of a service binary with the operator commands. Output written
+/// to a pipe whose reader went away (`NAME status | head -1`) ends the
+/// program quietly with status 0.
 pub fn main(service: Service) -> ExitCode {
     let name = match service.name() {
         Ok(n) => n.clone(),
         Err(e) => {
             eprintln!("corepool: {e}");
-            return ExitCode::from(corepool_runtime::cli::EX_CONFIG);
+            return ExitCode::from(cli::EX_CONFIG);
         }
     };
-    let cli = corepool_runtime::cli::parse::<Command>(&service);
-    match run(&name, service, cli) {
+    let parsed = cli::parse::<Command>(&service);
+    match run(&name, service, parsed, &mut cli::stdout()) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("{name}: {e:#}");
-            let root: &(dyn std::error::Error + 'static) = e.as_ref();
-            exit_status(root)
-        }
+        Err(e) => cli::failed(name.as_str(), e.as_ref()),
     }
 }
 
-/// Runs one command of `service`'s binary.
-pub fn run(n: &ServiceName, service: Service, cli: Cli<Command>) -> Result<()> {
+/// What a failed write of a command's output says (as the modules' `Output` errors do).
+const OUTPUT: &str = "writing output";
+
+/// Runs one command of `service`'s binary, writing what it prints to `out`.
+pub fn run(n: &ServiceName, service: Service, cli: Cli<Command>, out: &mut dyn Write) -> Result<()> {
     let command = match cli.command {
-        None => return Ok(run_base(service, cli.config, cli.serve, None)?),
-        Some(Command::Base(b)) => return Ok(run_base(service, cli.config, cli.serve, Some(b))?),
+        None => return Ok(run_base(service, cli.config, cli.serve, None, out)?),
+        Some(Command::Base(b)) => return Ok(run_base(service, cli.config, cli.serve, Some(b), out)?),
         Some(_) if cli.serve != ServeArgs::default() => {
             bail!("--listen/--instance/--set/--log-format belong to `serve`, not to this command")
         }
         Some(c) => c,
     };
-    let out = &mut std::io::stdout();
+    dispatch(n, &service, command, cli.config, out)?;
+    out.flush().context(OUTPUT)
+}
+
+/// Runs an operator command.
+fn dispatch(n: &ServiceName, service: &Service, command: Command, config: Option<std::path::PathBuf>, out: &mut dyn Write) -> Result<()> {
     let count = |s: &str| s.parse::<Count>().map_err(anyhow::Error::msg);
     // The settings `enable`/`scale` act on ([backend] sockets, [metrics] targets).
     let settings = |config| -> Result<corepool_runtime::config::Config> { Ok(service.load(&service.source(config)?, &[])?.config) };
@@ -84,12 +90,12 @@ pub fn run(n: &ServiceName, service: Service, cli: Cli<Command>) -> Result<()> {
         Command::Enable { count: c, lazy } => {
             // Before reading the (root-only) configuration: say sudo, not "unreadable".
             admin::require(n, "enable")?;
-            Ok(admin::enable(n, count(&c)?, lazy, &settings(cli.config)?, out)?)
+            Ok(admin::enable(n, count(&c)?, lazy, &settings(config)?, out)?)
         }
         Command::Disable => Ok(admin::disable(n, out)?),
         Command::Scale { count: c } => {
             admin::require(n, "scale")?;
-            Ok(admin::scale(n, count(&c)?, &settings(cli.config)?, out)?)
+            Ok(admin::scale(n, count(&c)?, &settings(config)?, out)?)
         }
         Command::Reload { instance } => Ok(admin::reload(n, instance, out)?),
         Command::Restart => Ok(admin::restart(n, out)?),
@@ -108,8 +114,7 @@ pub fn run(n: &ServiceName, service: Service, cli: Cli<Command>) -> Result<()> {
         Command::Nginx(NginxCommand::PurgeCache) => {
             units::require_root(n, "nginx purge-cache")?;
             let removed = nginx::purge_cache(n)?;
-            writeln!(out, "nginx: {removed} cached response(s) removed from {}", nginx::cache_dir(n).display())?;
-            Ok(())
+            writeln!(out, "nginx: {removed} cached response(s) removed from {}", nginx::cache_dir(n).display()).context(OUTPUT)
         }
         Command::Front(f) => match f {
             FrontCommand::Add { host, instances, port_base } => {
@@ -130,25 +135,23 @@ pub fn run(n: &ServiceName, service: Service, cli: Cli<Command>) -> Result<()> {
             FrontCommand::Undrain { host } => Ok(front::undrain(n, &host, out)?),
             FrontCommand::Status { json } => Ok(front::status(n, json, out)?),
         },
-        Command::Metrics(MetricsCommand::Serve) => Ok(exporter::serve(n, &settings(cli.config)?.metrics)?),
+        Command::Metrics(MetricsCommand::Serve) => Ok(exporter::serve(n, &settings(config)?.metrics)?),
         Command::Metrics(MetricsCommand::Targets { address }) => {
-            let cfg = settings(cli.config)?.metrics;
+            let cfg = settings(config)?.metrics;
             let addr = match address {
                 Some(a) => a.parse().map_err(|_| anyhow::anyhow!("--address `{a}` is not HOST:PORT"))?,
                 None => exporter::listen_addr(n, &cfg)?,
             };
-            write!(out, "{}", exporter::targets(n, addr, &exporter::hostname(), &units::enabled(n)?))?;
-            Ok(())
+            write!(out, "{}", exporter::targets(n, addr, &exporter::hostname(), &units::enabled(n)?)).context(OUTPUT)
         }
         Command::Https { domains, email, staging, server, hsts } => Ok(https::https(n, &https::HttpsOptions { domains, email, staging, server, hsts }, out)?),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut corepool_runtime::cli::command::<Command>(&service), n.as_str(), out);
-            Ok(())
+            // clap_complete panics when a write fails: generate, then write.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cli::command::<Command>(service), n.as_str(), &mut script);
+            out.write_all(&script).context(OUTPUT)
         }
-        Command::Man => {
-            clap_mangen::Man::new(corepool_runtime::cli::command::<Command>(&service)).section("8").render(out)?;
-            Ok(())
-        }
+        Command::Man => clap_mangen::Man::new(cli::command::<Command>(service)).section("8").render(out).context(OUTPUT),
         Command::New { path, corepool } => {
             let source = match corepool {
                 Some(dir) => new::Source::checkout(&dir)?,
@@ -159,9 +162,8 @@ pub fn run(n: &ServiceName, service: Service, cli: Cli<Command>) -> Result<()> {
         }
         Command::Package { deb_version, output, maintainer } => {
             let o = package::Options { deb_version, output, maintainer };
-            let deb = package::build(&service, &mut corepool_runtime::cli::command::<Command>(&service), &o)?;
-            println!("{}", deb.display());
-            Ok(())
+            let deb = package::build(service, &mut cli::command::<Command>(service), &o)?;
+            writeln!(out, "{}", deb.display()).context(OUTPUT)
         }
     }
 }

@@ -1,15 +1,25 @@
 //! The commands every service binary has, with or without the operator CLI:
-//! `serve` (the default) and `config check|show|defaults`. `corepool-ctl`
-//! adds the operator commands beside them, sharing this parser's top level.
+//! `serve` (the default), `config check|show` and `healthcheck`.
+//! `corepool-ctl` adds the operator commands beside them, sharing this
+//! parser's top level, its [`stdout`] and its way of ending on an error
+//! ([`failed`]).
+//!
+//! A command's output goes through [`stdout`]: when its reader is gone
+//! (`NAME config show | head -1`), the write fails with an error that
+//! [`failed`] recognizes, and the program ends quietly with status 0, as
+//! ripgrep does (and as a C program killed by SIGPIPE looks to its shell),
+//! instead of a panic from `println!`. SIGPIPE itself stays ignored (Rust's
+//! default), so an instance never dies of a client that went away.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::load::{ConfigError, Override};
-use crate::server::ServeError;
 use crate::service::Service;
+use crate::ServeError;
 
 /// The top level of a service binary's command line; `C` is its set of commands.
 #[derive(Debug, Parser)]
@@ -140,13 +150,31 @@ pub fn parse<C: Subcommand>(service: &Service) -> Cli<C> {
     Cli::<C>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
-/// Runs one of the base commands. `top` are the serve flags given before the
-/// command name (or alone, for the default `serve`).
-pub fn run_base(service: Service, config: Option<PathBuf>, top: ServeArgs, command: Option<BaseCommand>) -> Result<(), ServeError> {
+/// Why a base command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// Serving, the configuration, or the health check.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    /// The command's output could not be written.
+    #[error("writing output")]
+    Output(#[source] std::io::Error),
+}
+
+/// Runs one of the base commands, writing what it prints to `out` (the
+/// process's [`stdout`]). `top` are the serve flags given before the command
+/// name (or alone, for the default `serve`).
+pub fn run_base(service: Service, config: Option<PathBuf>, top: ServeArgs, command: Option<BaseCommand>, out: &mut dyn Write) -> Result<(), CommandError> {
+    let text = base(service, config, top, command)?;
+    out.write_all(text.as_bytes()).and_then(|()| out.flush()).map_err(CommandError::Output)
+}
+
+/// Runs a base command; what it prints on standard output.
+fn base(service: Service, config: Option<PathBuf>, top: ServeArgs, command: Option<BaseCommand>) -> Result<String, ServeError> {
     let source = service.source(config)?;
     match command {
-        None => serve(service, source, top),
-        Some(BaseCommand::Serve(args)) => serve(service, source, top.merge(args)),
+        None => serve(service, source, top).map(|()| String::new()),
+        Some(BaseCommand::Serve(args)) => serve(service, source, top.merge(args)).map(|()| String::new()),
         Some(_) if top != ServeArgs::default() => {
             Err(ServeError::Usage("--listen/--instance/--set/--log-format belong to `serve`, not to this command".into()))
         }
@@ -159,19 +187,19 @@ pub fn run_base(service: Service, config: Option<PathBuf>, top: ServeArgs, comma
             let schema = service.schema()?;
             // The routes are part of what must be right before starting.
             let _routes = service.compose(loaded.config.debug.endpoints)?;
-            if !quiet {
-                eprintln!("configuration OK ({})", loaded.file.as_ref().map(|f| f.display().to_string()).unwrap_or_else(|| "built-in defaults".into()));
-                let mut shown = loaded.clone();
-                shown.file = None;
-                print!("{}", shown.to_toml(&schema));
+            if quiet {
+                return Ok(String::new());
             }
-            Ok(())
+            let file = loaded.file.as_ref().map(|f| f.display().to_string()).unwrap_or_else(|| "built-in defaults".into());
+            let _ = writeln!(std::io::stderr(), "configuration OK ({file})");
+            let mut shown = loaded.clone();
+            shown.file = None;
+            Ok(shown.to_toml(&schema))
         }
-        Some(BaseCommand::Healthcheck { url }) => healthcheck(&url),
+        Some(BaseCommand::Healthcheck { url }) => healthcheck(&url).map(|()| String::new()),
         Some(BaseCommand::Config(ConfigCommand::Show)) => {
             let loaded = service.load(&source, &[])?;
-            print!("{}", loaded.to_toml(&service.schema()?));
-            Ok(())
+            Ok(loaded.to_toml(&service.schema()?))
         }
     }
 }
@@ -195,15 +223,97 @@ fn serve(service: Service, source: crate::load::Source, args: ServeArgs) -> Resu
 
 /// The exit status for an error: 78 for a configuration or route error, 1 otherwise.
 pub fn exit_status(e: &(dyn std::error::Error + 'static)) -> ExitCode {
+    fn serve_config(e: &ServeError) -> bool {
+        matches!(e, ServeError::Config(_) | ServeError::Routes(_) | ServeError::Name(_))
+    }
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
-        let config = matches!(err.downcast_ref::<ServeError>(), Some(ServeError::Config(_) | ServeError::Routes(_) | ServeError::Name(_)));
+        let config = err.downcast_ref::<ServeError>().is_some_and(serve_config)
+            || matches!(err.downcast_ref::<CommandError>(), Some(CommandError::Serve(s)) if serve_config(s));
         if config || err.is::<ConfigError>() || err.is::<crate::name::NameError>() {
             return ExitCode::from(EX_CONFIG);
         }
         cur = err.source();
     }
     ExitCode::FAILURE
+}
+
+/// The process's standard output for a command's results: writes that meet
+/// a closed pipe fail with an error [`failed`] turns into a quiet exit 0.
+pub fn stdout() -> Stdout {
+    Stdout(std::io::stdout())
+}
+
+/// See [`stdout`].
+#[derive(Debug)]
+pub struct Stdout(std::io::Stdout);
+
+/// The reader of standard output went away (`| head`, `| grep -q`): what a
+/// write through [`stdout`] fails with then, inside an `io::Error` of kind
+/// `BrokenPipe`. Only these end the program quietly: a broken pipe to an
+/// instance or a child process is an error like any other.
+#[derive(Debug, thiserror::Error)]
+#[error("standard output closed by its reader")]
+pub struct OutputClosed;
+
+fn closed(e: std::io::Error) -> std::io::Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::io::Error::new(std::io::ErrorKind::BrokenPipe, OutputClosed)
+    } else {
+        e
+    }
+}
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf).map_err(closed)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.0.write_all(buf).map_err(closed)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush().map_err(closed)
+    }
+}
+
+/// True when `e`, or an error in its `source()` chain, is a write through
+/// [`stdout`] that found the pipe closed.
+pub fn output_closed(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        let io = err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).is_some_and(|inner| inner.is::<OutputClosed>());
+        if io || err.is::<OutputClosed>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// `e` and its `source()` chain on one line, `: ` between them; a cause
+/// whose text the message before already contains is not repeated.
+pub fn report(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(cause) = cur {
+        let text = cause.to_string();
+        if !text.is_empty() && !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cur = cause.source();
+    }
+    s
+}
+
+/// Ends a command that failed: nothing (status 0) when its output's reader
+/// went away, else `NAME: ERROR: CAUSE...` on stderr and [`exit_status`].
+pub fn failed(name: &str, e: &(dyn std::error::Error + 'static)) -> ExitCode {
+    if output_closed(e) {
+        return ExitCode::SUCCESS;
+    }
+    let _ = writeln!(std::io::stderr(), "{name}: {}", report(e));
+    exit_status(e)
 }
 
 /// `main` of a service binary without the operator commands.
@@ -217,11 +327,44 @@ pub fn main(service: Service) -> ExitCode {
         }
     };
     let cli = parse::<BaseCommand>(&service);
-    match run_base(service, cli.config, cli.serve, cli.command) {
+    match run_base(service, cli.config, cli.serve, cli.command, &mut stdout()) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("{name}: {e}");
-            exit_status(&e)
-        }
+        Err(e) => failed(&name, &e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    enum Outer {
+        #[error("{path}")]
+        Sourced {
+            path: PathBuf,
+            #[source]
+            error: std::io::Error,
+        },
+        #[error("writing: {0}")]
+        Both(#[source] std::io::Error),
+    }
+
+    #[test]
+    fn a_report_names_each_cause_once() {
+        let io = || std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
+        assert_eq!(report(&Outer::Sourced { path: "/etc/x".into(), error: io() }), "/etc/x: denied");
+        // An error that shows its cause and also returns it from source().
+        assert_eq!(report(&Outer::Both(io())), "writing: denied");
+    }
+
+    #[test]
+    fn only_a_closed_stdout_is_a_quiet_end() {
+        let pipe = || std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        assert!(output_closed(&closed(pipe())));
+        assert!(output_closed(&CommandError::Output(closed(pipe()))), "through the source chain");
+        assert!(!output_closed(&pipe()), "a broken pipe elsewhere (an instance, a child) is an error");
+        let full = closed(std::io::Error::from_raw_os_error(libc::ENOSPC));
+        assert!(!output_closed(&full) && full.raw_os_error() == Some(libc::ENOSPC));
+        assert_eq!(failed("x", &CommandError::Output(closed(pipe()))), ExitCode::SUCCESS);
     }
 }
