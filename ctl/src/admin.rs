@@ -7,12 +7,15 @@ use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
+use corepool_runtime::cli::report;
 use corepool_runtime::config::Config;
-use corepool_runtime::ServiceName;
+use corepool_runtime::{client, listen, ServiceName};
 
+use crate::dns::is_dns_name;
+use crate::exporter::{self, ExporterError};
 use crate::nginx::{self, NginxError};
-use crate::units::{self, UnitError};
-use corepool_runtime::{client, listen};
+use crate::status::identity;
+use crate::units::{self, require_admin, UnitError};
 
 /// How many instances: a number, or `max` (one per CPU this machine lets us use).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,40 +48,32 @@ impl Count {
     }
 }
 
+/// Why `enable/scale/disable/reload/restart/nginx enable` stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     #[error(transparent)]
     Unit(#[from] UnitError),
     #[error(transparent)]
     Nginx(#[from] NginxError),
+    /// The Prometheus targets or the metrics endpoint's address.
+    #[error(transparent)]
+    Metrics(#[from] ExporterError),
     #[error("{unit} did not become ready: {detail}\nlast journal lines of {unit}:\n{journal}")]
     NotReady { unit: String, detail: String, journal: String },
     #[error("no {0} instances are enabled (run: {0} enable max)")]
     NoneEnabled(String),
-    #[error("{0}")]
-    Refused(String),
-    #[error("writing output: {0}")]
+    #[error("[backend] port_base {port_base} + {count} instances does not fit below port 65536")]
+    Ports { port_base: u16, count: u32 },
+    #[error("nginx is not installed (apt install nginx)")]
+    NoNginx,
+    #[error("`{0}` is not a valid server name")]
+    ServerName(String),
+    #[error("writing output")]
     Output(#[from] std::io::Error),
 }
 
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 const QUERY_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Fails clearly unless this is a systemd host and we are root (checked
-/// before anything else, e.g. reading the root-only configuration).
-pub fn require(n: &ServiceName, command: &str) -> Result<(), AdminError> {
-    units::require_systemd()?;
-    units::require_root(n, command)?;
-    Ok(())
-}
-
-/// Asks an instance who it is (`/healthz` over its socket); None if it does not answer.
-pub fn identity(n: &ServiceName, i: u32, timeout: Duration) -> Option<serde_json::Value> {
-    match client::get(&n.socket_addr(i), "/healthz", timeout) {
-        Ok((200, body)) => serde_json::from_str(&body).ok(),
-        _ => None,
-    }
-}
 
 /// Waits until instance `i` answers `/readyz` (starting it through its socket if needed).
 fn wait_ready(n: &ServiceName, i: u32, out: &mut dyn Write) -> Result<(), AdminError> {
@@ -125,7 +120,7 @@ fn not_ready(n: &ServiceName, i: u32, detail: String) -> AdminError {
 pub fn set_count(n: &ServiceName, count: u32, lazy: bool, cfg: &Config, out: &mut dyn Write) -> Result<(), AdminError> {
     let backend = &cfg.backend;
     if backend.enabled() && u32::from(backend.port_base) + count > 65536 {
-        return Err(AdminError::Refused(format!("[backend] port_base {} + {count} instances does not fit below port 65536", backend.port_base)));
+        return Err(AdminError::Ports { port_base: backend.port_base, count });
     }
     let current: BTreeSet<u32> = units::enabled(n)?.into_iter().collect();
     let desired: BTreeSet<u32> = (0..count).collect();
@@ -164,7 +159,7 @@ pub fn set_count(n: &ServiceName, count: u32, lazy: bool, cfg: &Config, out: &mu
     let target = n.target_unit();
     if count == 0 {
         units::systemctl(&["disable", "--now", "--quiet", &n.metrics_unit()])?;
-        crate::exporter::write_targets(n, &cfg.metrics, &[]).map_err(|e| AdminError::Refused(e.to_string()))?;
+        exporter::write_targets(n, &cfg.metrics, &[])?;
         units::systemctl(&["disable", "--now", "--quiet", &target])?;
         writeln!(out, "{target}: disabled; no instances remain")?;
         return Ok(());
@@ -185,10 +180,10 @@ pub fn set_count(n: &ServiceName, count: u32, lazy: bool, cfg: &Config, out: &mu
         writeln!(out, "nginx: upstream covers instances 0..{}", count - 1)?;
     }
     // Prometheus: the targets first (file_sd), then the endpoint they point at.
-    crate::exporter::write_targets(n, &cfg.metrics, &desired_list).map_err(|e| AdminError::Refused(e.to_string()))?;
+    exporter::write_targets(n, &cfg.metrics, &desired_list)?;
     units::systemctl(&["enable", "--now", "--quiet", &n.metrics_unit()])?;
-    let addr = crate::exporter::listen_addr(n, &cfg.metrics).map_err(|e| AdminError::Refused(e.to_string()))?;
-    writeln!(out, "metrics: http://{addr}/instances/N/metrics, targets in {}", crate::exporter::targets_path(n).display())?;
+    let addr = exporter::listen_addr(n, &cfg.metrics)?;
+    writeln!(out, "metrics: http://{addr}/instances/N/metrics, targets in {}", exporter::targets_path(n).display())?;
     writeln!(out, "{count} instance(s) enabled; they start at boot with {target}")?;
     Ok(())
 }
@@ -258,19 +253,19 @@ fn hold_off_tcp(pid: u32) -> std::io::Result<Vec<OwnedFd>> {
 
 /// `NAME enable N|max [--lazy]`.
 pub fn enable(n: &ServiceName, count: Count, lazy: bool, cfg: &Config, out: &mut dyn Write) -> Result<(), AdminError> {
-    require(n, "enable")?;
+    require_admin(n, "enable")?;
     set_count(n, count.resolve(), lazy, cfg, out)
 }
 
 /// `NAME scale N|max`.
 pub fn scale(n: &ServiceName, count: Count, cfg: &Config, out: &mut dyn Write) -> Result<(), AdminError> {
-    require(n, "scale")?;
+    require_admin(n, "scale")?;
     set_count(n, count.resolve(), false, cfg, out)
 }
 
 /// `NAME disable`.
 pub fn disable(n: &ServiceName, out: &mut dyn Write) -> Result<(), AdminError> {
-    require(n, "disable")?;
+    require_admin(n, "disable")?;
     set_count(n, 0, true, &Config::default(), out)
 }
 
@@ -285,7 +280,7 @@ fn main_pid(n: &ServiceName, i: u32) -> Result<(String, u32), AdminError> {
 /// from the restart once the new process sent READY=1. The socket stays open
 /// throughout, so requests arriving meanwhile wait instead of failing.
 pub fn reload(n: &ServiceName, instance: Option<u32>, out: &mut dyn Write) -> Result<(), AdminError> {
-    require(n, "reload")?;
+    require_admin(n, "reload")?;
     let list = match instance {
         Some(i) => vec![i],
         None => units::enabled(n)?,
@@ -306,7 +301,7 @@ pub fn reload(n: &ServiceName, instance: Option<u32>, out: &mut dyn Write) -> Re
         // upgrades never leave an instance failed with 'start-limit-hit'.
         units::systemctl(&["reset-failed", &n.service_unit(i)])?;
         if let Err(e) = units::systemctl(&["restart", &n.service_unit(i)]) {
-            return Err(not_ready(n, i, e.to_string()));
+            return Err(not_ready(n, i, report(&e)));
         }
         let (_, new) = main_pid(n, i)?;
         writeln!(out, "[{}/{total}] {n}@{i}: pid {old} -> {new}, ready in {} ms", k + 1, started.elapsed().as_millis())?;
@@ -316,7 +311,7 @@ pub fn reload(n: &ServiceName, instance: Option<u32>, out: &mut dyn Write) -> Re
 
 /// Restarts every enabled instance at once (not rolling), then waits for each.
 pub fn restart(n: &ServiceName, out: &mut dyn Write) -> Result<(), AdminError> {
-    require(n, "restart")?;
+    require_admin(n, "restart")?;
     let list = units::enabled(n)?;
     if list.is_empty() {
         return Err(AdminError::NoneEnabled(n.to_string()));
@@ -337,14 +332,12 @@ pub fn restart(n: &ServiceName, out: &mut dyn Write) -> Result<(), AdminError> {
 
 /// `NAME nginx enable [--server-name NAME...]`.
 pub fn nginx_enable(n: &ServiceName, server_names: &[String], out: &mut dyn Write) -> Result<(), AdminError> {
-    require(n, "nginx enable")?;
+    require_admin(n, "nginx enable")?;
     if !nginx::installed() {
-        return Err(AdminError::Refused("nginx is not installed (apt install nginx)".into()));
+        return Err(AdminError::NoNginx);
     }
-    for name in server_names {
-        if !crate::https::is_dns_name(name) {
-            return Err(AdminError::Refused(format!("`{name}` is not a valid server name")));
-        }
+    if let Some(bad) = server_names.iter().find(|name| !is_dns_name(name)) {
+        return Err(AdminError::ServerName(bad.clone()));
     }
     for line in nginx::enable_site(n, server_names)? {
         writeln!(out, "{line}")?;

@@ -52,12 +52,25 @@ pub const INSTANCE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Why the endpoint could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum ExporterError {
-    #[error("[metrics] listen: cannot listen on {addr}: {error}")]
-    Bind { addr: SocketAddr, error: std::io::Error },
+    #[error("[metrics] listen: cannot listen on {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        error: std::io::Error,
+    },
     #[error("[metrics] listen: `{0}` is not HOST:PORT")]
     Address(String),
-    #[error("{path}: {error}")]
-    Io { path: PathBuf, error: std::io::Error },
+    /// Writing the file_sd targets.
+    #[error("{path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error("cannot start the event loop")]
+    Runtime(#[source] std::io::Error),
+    #[error("cannot watch for SIGTERM")]
+    Signal(#[source] std::io::Error),
 }
 
 /// The port of a service's endpoint when `[metrics] listen` is empty: derived
@@ -325,19 +338,14 @@ impl Exporter {
 /// blocking thread (bounded by their own timeouts).
 pub fn serve(n: &ServiceName, cfg: &MetricsConfig) -> Result<(), ExporterError> {
     let addr = listen_addr(n, cfg)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .max_blocking_threads(8)
-        .build()
-        .map_err(|error| ExporterError::Io { path: "tokio runtime".into(), error })?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().max_blocking_threads(8).build().map_err(ExporterError::Runtime)?;
     let ex = Arc::new(Exporter { name: n.clone(), allow: cfg.networks(), watchdogs: Mutex::new(Watchdogs::default()) });
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|error| ExporterError::Bind { addr, error })?;
         let notifier = Notifier::from_env();
         notifier.ready(&format!("serving metrics on http://{addr}/"));
         eprintln!("{n} metrics: serving on http://{addr}/ (instances at /instances/N/metrics)");
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|error| ExporterError::Io { path: "signal".into(), error })?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(ExporterError::Signal)?;
         loop {
             let (stream, peer) = tokio::select! {
                 _ = term.recv() => break,

@@ -9,20 +9,19 @@
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use corepool_runtime::ServiceName;
-use serde::{Deserialize, Serialize};
-
-use crate::nginx::{self, NginxError};
-use crate::units::{self, UnitError};
 use corepool_runtime::client::{self, ClientError};
+use corepool_runtime::ServiceName;
+use serde::Serialize;
 
-/// The hosts behind this front: `/etc/NAME/front.toml`.
-pub fn state_path(n: &ServiceName) -> PathBuf {
-    n.etc_dir().join("front.toml")
-}
+use crate::dns::is_dns_name;
+use crate::hosts::{self, Front, Host, HostsError};
+use crate::nginx::{self, NginxError};
+use crate::table::columns;
+use crate::units::{self, UnitError};
+
 /// nginx's error log, where it reports the upstream servers it failed to reach.
 pub const NGINX_ERROR_LOG: &str = "/var/log/nginx/error.log";
 /// A server with an error logged this recently is shown as failing (twice
@@ -30,82 +29,48 @@ pub const NGINX_ERROR_LOG: &str = "/var/log/nginx/error.log";
 pub const FAILING_WINDOW: Duration = Duration::from_secs(2 * nginx::REMOTE_FAIL_TIMEOUT_S);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// One backend host.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Host {
-    /// As the operator gave it (`app1`, `10.0.0.2`).
-    pub name: String,
-    /// What it resolved to when added: nginx gets the address, so a reload
-    /// never depends on name resolution.
-    pub address: IpAddr,
-    pub port_base: u16,
-    pub instances: u32,
-    /// Marked `down` in the upstream (`NAME front drain`).
-    #[serde(default)]
-    pub drained: bool,
-}
-
-impl Host {
-    /// Instance numbers with their addresses.
-    pub fn servers(&self) -> impl Iterator<Item = (u32, SocketAddr)> + '_ {
-        (0..self.instances).map(|i| (i, SocketAddr::new(self.address, (u32::from(self.port_base) + i) as u16)))
-    }
-}
-
-/// Everything behind this front (the contents of `front.toml`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Front {
-    #[serde(default, rename = "host")]
-    pub hosts: Vec<Host>,
-}
-
+/// Why a `front` command did nothing (or, where it says so, only part).
 #[derive(Debug, thiserror::Error)]
 pub enum FrontError {
-    #[error("{path}: {msg}")]
-    State { path: PathBuf, msg: String },
+    #[error(transparent)]
+    Hosts(#[from] HostsError),
     #[error("`{0}` is not a host name or IP address")]
     BadName(String),
-    #[error("cannot resolve `{host}`: {detail}; nginx configuration unchanged")]
-    Resolve { host: String, detail: String },
+    #[error("cannot resolve `{host}`: {error}; nginx configuration unchanged")]
+    Resolve { host: String, error: std::io::Error },
+    #[error("cannot resolve `{host}`: no address; nginx configuration unchanged")]
+    NoAddress { host: String },
     #[error("{host} ({addr}): {detail}; nginx configuration unchanged")]
     Unreachable { host: String, addr: SocketAddr, detail: String },
-    #[error("{0}")]
-    Refused(String),
+    #[error("nginx is not installed on this host (apt install nginx), and the front is nginx")]
+    NoNginx,
+    #[error("ports {port_base}..{last} do not fit below 65536")]
+    Ports { port_base: u16, last: u32 },
+    #[error("{host}: {}; nginx configuration unchanged", .failures.join("; "))]
+    InstancesFailed { host: String, failures: Vec<String> },
+    #[error("{host} ({address}) overlaps {other} already in the front; remove that first")]
+    Overlaps { host: String, address: IpAddr, other: String },
+    #[error("{host} is not behind this front (hosts: {})", if .known.is_empty() { "none".to_string() } else { .known.join(", ") })]
+    UnknownHost { host: String, known: Vec<String> },
+    #[error("draining {host} would leave nginx no server to send requests to; nothing changed")]
+    LastServer { host: String },
+    #[error("{host} is drained, but nginx workers of the previous configuration still run after {}s (long requests?)", .timeout.as_secs())]
+    OldWorkers { host: String, timeout: Duration },
+    #[error("{host} is drained, but requests are still in flight after {}s", .timeout.as_secs())]
+    InFlight { host: String, timeout: Duration },
     #[error(transparent)]
     Nginx(#[from] NginxError),
     #[error(transparent)]
     Unit(#[from] UnitError),
-    #[error("writing output: {0}")]
+    #[error("writing output")]
     Output(#[from] std::io::Error),
-}
-
-/// Reads `front.toml`; no file means no hosts.
-pub fn load(n: &ServiceName) -> Result<Front, FrontError> {
-    load_from(&state_path(n))
-}
-
-fn load_from(path: &Path) -> Result<Front, FrontError> {
-    let err = |msg: String| FrontError::State { path: path.into(), msg };
-    match std::fs::read_to_string(path) {
-        Ok(text) => toml::from_str(&text).map_err(|e| err(e.to_string().trim().to_string())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Front::default()),
-        Err(e) => Err(err(e.to_string())),
-    }
-}
-
-/// `front.toml` as written by the commands.
-pub fn render(n: &ServiceName, front: &Front) -> String {
-    let body = toml::to_string(front).unwrap_or_default();
-    format!("# The hosts behind this nginx front, kept by `{n} front add/remove/drain`.\n# Change it with those commands (they check the hosts and nginx).\n\n{body}")
 }
 
 /// Writes the state and the upstream together; nothing changes unless
 /// `nginx -t` accepts the result (see `nginx::apply`).
 fn commit(n: &ServiceName, front: &Front) -> Result<(), FrontError> {
     let mut files = nginx::sync_files(n, &units::enabled(n)?, front);
-    files.push((state_path(n), render(n, front)));
+    files.push((hosts::state_path(n), hosts::render(n, front)));
     nginx::apply(&files)?;
     Ok(())
 }
@@ -113,18 +78,18 @@ fn commit(n: &ServiceName, front: &Front) -> Result<(), FrontError> {
 fn require(n: &ServiceName, command: &str) -> Result<(), FrontError> {
     units::require_root(n, command)?;
     if !nginx::installed() {
-        return Err(FrontError::Refused("nginx is not installed on this host (apt install nginx), and the front is nginx".into()));
+        return Err(FrontError::NoNginx);
     }
     Ok(())
 }
 
 /// The host's address (IPv4 preferred, as most LANs are).
 fn resolve(host: &str, port: u16) -> Result<IpAddr, FrontError> {
-    if host.parse::<IpAddr>().is_err() && !crate::https::is_dns_name(host) {
+    if host.parse::<IpAddr>().is_err() && !is_dns_name(host) {
         return Err(FrontError::BadName(host.into()));
     }
-    let addrs: Vec<SocketAddr> = (host, port).to_socket_addrs().map_err(|e| FrontError::Resolve { host: host.into(), detail: e.to_string() })?.collect();
-    addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()).map(|a| a.ip()).ok_or_else(|| FrontError::Resolve { host: host.into(), detail: "no address".into() })
+    let addrs: Vec<SocketAddr> = (host, port).to_socket_addrs().map_err(|error| FrontError::Resolve { host: host.into(), error })?.collect();
+    addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()).map(|a| a.ip()).ok_or_else(|| FrontError::NoAddress { host: host.into() })
 }
 
 /// Why a probe failed, in terms of what the operator should check.
@@ -181,7 +146,7 @@ pub fn add(n: &ServiceName, name: &str, instances: Option<u32>, port_base: u16, 
         },
     };
     if u32::from(port_base) + count > 65536 {
-        return Err(FrontError::Refused(format!("ports {port_base}..{} do not fit below 65536", u32::from(port_base) + count - 1)));
+        return Err(FrontError::Ports { port_base, last: u32::from(port_base) + count - 1 });
     }
     let host = Host { name: name.into(), address, port_base, instances: count, drained: false };
     // Every instance must answer before nginx is told about it.
@@ -190,11 +155,11 @@ pub fn add(n: &ServiceName, name: &str, instances: Option<u32>, port_base: u16, 
         checks.into_iter().filter_map(|(i, a, h)| h.join().ok()?.err().map(|d| format!("instance {i} ({a}): {d}"))).collect()
     });
     if !failures.is_empty() {
-        return Err(FrontError::Refused(format!("{name}: {}; nginx configuration unchanged", failures.join("; "))));
+        return Err(FrontError::InstancesFailed { host: name.into(), failures });
     }
-    let mut front = load(n)?;
+    let mut front = hosts::load(n)?;
     if let Some(other) = front.hosts.iter().find(|h| h.name != name && h.address == address && ranges_overlap(h, &host)) {
-        return Err(FrontError::Refused(format!("{name} ({address}) overlaps {} already in the front; remove that first", other.name)));
+        return Err(FrontError::Overlaps { host: name.into(), address, other: other.name.clone() });
     }
     let verb = match front.hosts.iter_mut().find(|h| h.name == name) {
         Some(old) => {
@@ -220,15 +185,13 @@ fn ranges_overlap(a: &Host, b: &Host) -> bool {
 
 fn find<'a>(front: &'a mut Front, name: &str) -> Result<&'a mut Host, FrontError> {
     let known: Vec<String> = front.hosts.iter().map(|h| h.name.clone()).collect();
-    front.hosts.iter_mut().find(|h| h.name == name).ok_or_else(|| {
-        FrontError::Refused(format!("{name} is not behind this front (hosts: {})", if known.is_empty() { "none".to_string() } else { known.join(", ") }))
-    })
+    front.hosts.iter_mut().find(|h| h.name == name).ok_or_else(|| FrontError::UnknownHost { host: name.into(), known })
 }
 
 /// `NAME front remove HOST`.
 pub fn remove(n: &ServiceName, name: &str, out: &mut dyn Write) -> Result<(), FrontError> {
     require(n, "front remove")?;
-    let mut front = load(n)?;
+    let mut front = hosts::load(n)?;
     find(&mut front, name)?;
     front.hosts.retain(|h| h.name != name);
     commit(n, &front)?;
@@ -238,7 +201,7 @@ pub fn remove(n: &ServiceName, name: &str, out: &mut dyn Write) -> Result<(), Fr
 
 /// `NAME front list`.
 pub fn list(n: &ServiceName, json: bool, out: &mut dyn Write) -> Result<(), FrontError> {
-    let front = load(n)?;
+    let front = hosts::load(n)?;
     if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&front.hosts).map_err(std::io::Error::other)?)?;
         return Ok(());
@@ -257,7 +220,7 @@ pub fn list(n: &ServiceName, json: bool, out: &mut dyn Write) -> Result<(), Fron
             if h.drained { "drained" } else { "active" }.into(),
         ]);
     }
-    write!(out, "{}", crate::status::columns(&table))?;
+    write!(out, "{}", columns(&table))?;
     Ok(())
 }
 
@@ -267,23 +230,21 @@ pub fn list(n: &ServiceName, json: bool, out: &mut dyn Write) -> Result<(), Fron
 /// in flight on the host's instances.
 pub fn drain(n: &ServiceName, name: &str, timeout: Duration, out: &mut dyn Write) -> Result<(), FrontError> {
     require(n, "front drain")?;
-    let mut front = load(n)?;
-    find(&mut front, name)?.drained = true;
+    let mut front = hosts::load(n)?;
+    let host = find(&mut front, name)?;
+    host.drained = true;
+    let host = host.clone();
     let others = front.hosts.iter().any(|h| !h.drained) || !units::enabled(n)?.is_empty();
     if !others {
-        return Err(FrontError::Refused(format!("draining {name} would leave nginx no server to send requests to; nothing changed")));
+        return Err(FrontError::LastServer { host: name.into() });
     }
     let started = Instant::now();
     let deadline = started + timeout;
     let switched = commit_and_wait(n, &front, deadline)?;
     writeln!(out, "front: {name} marked down; nginx checked and reloaded")?;
     if !switched {
-        return Err(FrontError::Refused(format!(
-            "{name} is drained, but nginx workers of the previous configuration still run after {}s (long requests?)",
-            timeout.as_secs()
-        )));
+        return Err(FrontError::OldWorkers { host: name.into(), timeout });
     }
-    let host = front.hosts.iter().find(|h| h.name == name).cloned().ok_or_else(|| FrontError::Refused(format!("{name} vanished")))?;
     // Our own /metrics request is in flight while it is answered: 1 means idle.
     let idle = wait_until(deadline, || {
         host.servers().all(|(_, a)| match probe(n, a, "/metrics", name, Duration::from_secs(1)) {
@@ -292,7 +253,7 @@ pub fn drain(n: &ServiceName, name: &str, timeout: Duration, out: &mut dyn Write
         })
     });
     if !idle {
-        return Err(FrontError::Refused(format!("{name} is drained, but requests are still in flight after {}s", timeout.as_secs())));
+        return Err(FrontError::InFlight { host: name.into(), timeout });
     }
     writeln!(out, "front: {name} drained in {} ms: no request in flight; upgrade it, then `{n} front undrain {name}`", started.elapsed().as_millis())?;
     Ok(())
@@ -313,7 +274,7 @@ fn wait_until(deadline: Instant, mut done: impl FnMut() -> bool) -> bool {
 /// `NAME front undrain HOST`: returns once nginx sends requests to it again.
 pub fn undrain(n: &ServiceName, name: &str, out: &mut dyn Write) -> Result<(), FrontError> {
     require(n, "front undrain")?;
-    let mut front = load(n)?;
+    let mut front = hosts::load(n)?;
     find(&mut front, name)?.drained = false;
     if !commit_and_wait(n, &front, Instant::now() + Duration::from_secs(60))? {
         writeln!(out, "front: {name} is back in the upstream, but nginx workers of the previous configuration still run")?;
@@ -410,7 +371,7 @@ pub fn render_status(rows: &[RemoteRow]) -> String {
             r.in_flight.map(|n| n.to_string()).unwrap_or_else(dash),
         ]);
     }
-    let mut s = crate::status::columns(&table);
+    let mut s = columns(&table);
     let mut hosts: Vec<&str> = rows.iter().map(|r| r.host.as_str()).collect();
     hosts.dedup();
     for h in hosts {
@@ -429,7 +390,7 @@ pub fn render_status(rows: &[RemoteRow]) -> String {
 
 /// `NAME front status`.
 pub fn status(n: &ServiceName, json: bool, out: &mut dyn Write) -> Result<(), FrontError> {
-    let front = load(n)?;
+    let front = hosts::load(n)?;
     let rows = collect(n, &front);
     if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&rows).map_err(std::io::Error::other)?)?;
@@ -509,19 +470,6 @@ mod tests {
     }
 
     #[test]
-    fn state_round_trips_and_bad_state_names_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("front.toml");
-        let front = Front { hosts: vec![host("app1", "10.0.0.2", false), host("app2", "10.0.0.3", true)] };
-        std::fs::write(&p, render(&ServiceName::new("myapp").unwrap(), &front)).unwrap();
-        assert_eq!(load_from(&p).unwrap(), front);
-        assert_eq!(load_from(&dir.path().join("none.toml")).unwrap(), Front::default());
-        std::fs::write(&p, "[[host]]\nname = \"x\"\n").unwrap();
-        let e = load_from(&p).unwrap_err().to_string();
-        assert!(e.starts_with(&format!("{}: ", p.display())) && e.contains("address"), "{e}");
-    }
-
-    #[test]
     fn servers_are_port_base_plus_instance() {
         let s: Vec<String> = host("a", "10.0.0.2", false).servers().map(|(i, a)| format!("{i}={a}")).collect();
         assert_eq!(s, ["0=10.0.0.2:7000", "1=10.0.0.2:7001"]);
@@ -568,6 +516,21 @@ mod tests {
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].0.to_string(), "10.0.0.3:7000");
         assert!(found[0].1 <= 2, "{found:?}");
+    }
+
+    #[test]
+    fn errors_say_what_failed_in_the_words_of_before() {
+        let known = |k: &[&str]| FrontError::UnknownHost { host: "app3".into(), known: k.iter().map(|s| s.to_string()).collect() };
+        assert_eq!(known(&["app1", "app2"]).to_string(), "app3 is not behind this front (hosts: app1, app2)");
+        assert_eq!(known(&[]).to_string(), "app3 is not behind this front (hosts: none)");
+        let failed = FrontError::InstancesFailed { host: "app1".into(), failures: vec!["instance 0 (a): x".into(), "instance 1 (b): y".into()] };
+        assert_eq!(failed.to_string(), "app1: instance 0 (a): x; instance 1 (b): y; nginx configuration unchanged");
+        assert_eq!(FrontError::Ports { port_base: 65535, last: 65536 }.to_string(), "ports 65535..65536 do not fit below 65536");
+        let late = FrontError::OldWorkers { host: "app1".into(), timeout: Duration::from_secs(60) };
+        assert_eq!(late.to_string(), "app1 is drained, but nginx workers of the previous configuration still run after 60s (long requests?)");
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
+        let e = FrontError::Output(io);
+        assert_eq!(corepool_runtime::cli::report(&e), "writing output: denied", "the cause once, from source()");
     }
 
     #[test]

@@ -4,21 +4,40 @@
 //! package's certbot deploy hook.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
 
 use corepool_runtime::ServiceName;
 
-use crate::admin::{require, AdminError};
-use crate::nginx;
-use crate::units::UnitError;
+use crate::dns::is_dns_name;
+use crate::nginx::{self, NginxError};
+use crate::units::{require_admin, UnitError};
 
-/// A DNS name: dot-separated labels of letters, digits and `-` (not first),
-/// 1..=63 bytes each, at most 253 in all. Checked before a name reaches
-/// certbot or the resolver.
-pub fn is_dns_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|l| !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+/// Why `NAME https` did not switch the site to HTTPS (nginx's files are then
+/// as they were).
+#[derive(Debug, thiserror::Error)]
+pub enum HttpsError {
+    #[error(transparent)]
+    Unit(#[from] UnitError),
+    #[error(transparent)]
+    Nginx(#[from] NginxError),
+    #[error("`{0}` is not a valid domain name")]
+    Domain(String),
+    #[error("certbot is not installed (apt install certbot)")]
+    NoCertbot,
+    #[error("the {0} nginx site is not enabled (run: {0} nginx enable)")]
+    SiteDisabled(String),
+    #[error("certbot failed ({0}); nginx configuration unchanged")]
+    Certbot(ExitStatus),
+    /// certbot's webroot could not be created.
+    #[error("{path}")]
+    Webroot {
+        path: PathBuf,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error("writing output")]
+    Output(#[from] std::io::Error),
 }
 
 /// Options of `corepool https`.
@@ -33,21 +52,19 @@ pub struct HttpsOptions {
 
 /// Obtains a certificate with `certbot certonly --webroot` (certbot never edits
 /// nginx files), then switches the site to TLS with a redirect from HTTP.
-pub fn https(n: &ServiceName, o: &HttpsOptions, out: &mut dyn Write) -> Result<(), AdminError> {
-    require(n, "https")?;
-    for d in &o.domains {
-        if !is_dns_name(d) {
-            return Err(AdminError::Refused(format!("`{d}` is not a valid domain name")));
-        }
+pub fn https(n: &ServiceName, o: &HttpsOptions, out: &mut dyn Write) -> Result<(), HttpsError> {
+    require_admin(n, "https")?;
+    if let Some(bad) = o.domains.iter().find(|d| !is_dns_name(d)) {
+        return Err(HttpsError::Domain(bad.clone()));
     }
     if !Path::new("/usr/bin/certbot").exists() {
-        return Err(AdminError::Refused("certbot is not installed (apt install certbot)".into()));
+        return Err(HttpsError::NoCertbot);
     }
     if std::fs::symlink_metadata(nginx::site_enabled(n)).is_err() {
-        return Err(AdminError::Refused(format!("the {n} nginx site is not enabled (run: {n} nginx enable)")));
+        return Err(HttpsError::SiteDisabled(n.to_string()));
     }
     let webroot = nginx::acme_webroot(n);
-    std::fs::create_dir_all(&webroot).map_err(|error| UnitError::Io { path: webroot.clone(), error })?;
+    std::fs::create_dir_all(&webroot).map_err(|error| HttpsError::Webroot { path: webroot.clone(), error })?;
     let mut args: Vec<String> = ["certonly", "--webroot", "-w", &webroot.display().to_string(), "--non-interactive", "--agree-tos", "--keep-until-expiring"]
         .iter()
         .map(|s| s.to_string())
@@ -76,24 +93,9 @@ pub fn https(n: &ServiceName, o: &HttpsOptions, out: &mut dyn Write) -> Result<(
     let status = std::process::Command::new("certbot").args(&args).status().map_err(|error| UnitError::Spawn { cmd: "certbot".into(), error })?;
     if !status.success() {
         nginx::apply(&before)?;
-        return Err(AdminError::Refused(format!("certbot failed ({status}); nginx configuration unchanged")));
+        return Err(HttpsError::Certbot(status));
     }
     nginx::apply(&files)?;
     writeln!(out, "HTTPS enabled: https://{}/ (HTTP redirects there; renewals reload nginx via the certbot deploy hook)", o.domains[0])?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dns_names() {
-        for ok in ["app.test", "a-1.example.com", "app1", "x".repeat(63).as_str()] {
-            assert!(is_dns_name(ok), "{ok}");
-        }
-        for bad in ["", "-x", "a..b", "a b", "a_b.test", "ä.test", "x".repeat(64).as_str(), "a;b"] {
-            assert!(!is_dns_name(bad), "{bad}");
-        }
-    }
 }

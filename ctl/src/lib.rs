@@ -8,29 +8,41 @@
 //! these commands only drive systemd, nginx and certbot, and ask instances
 //! over their sockets.
 //!
+//! Its modules, each importing only modules below it in this table
+//! (`tests/lint/import-cycles` checks that no two import each other, even
+//! through others):
+//!
 //! | module | owns |
 //! |---|---|
-//! | [`commands`] | the operator's command line (clap derive), dispatched by [`run`] |
-//! | [`admin`] | enable, scale, disable, reload, restart, `nginx enable` |
-//! | [`status`], [`top`], [`logs`] | what runs and how it does (like `pm2 ls/monit/logs`) |
-//! | [`units`] | systemctl, the enabled set, backend socket drop-ins |
-//! | [`nginx`] | the generated nginx includes, checked before every reload |
-//! | [`https`] | certbot (webroot) and the TLS server |
-//! | [`front`] | one nginx front over several hosts |
-//! | [`exporter`] | `metrics serve`: the host's scrape endpoint for Prometheus, file_sd targets |
-//! | [`new`] | `corepool new PATH`: a new service crate |
-//! | [`package`] | `NAME package`: the service's .deb |
+//! | `commands` | the operator's command line (clap derive), dispatched by `run` |
+//! | `admin` | enable, scale, disable, reload, restart, `nginx enable` |
+//! | `https` | certbot (webroot) and the TLS server |
+//! | `top` | the live view (like `pm2 monit`) |
+//! | `status` | one row per instance (like `pm2 ls`), and the remote hosts' |
+//! | `front` | one nginx front over several hosts: add, remove, drain, their health |
+//! | `nginx` | the generated nginx includes, checked before every reload |
+//! | `logs` | the instances' journal, tagged (like `pm2 logs`) |
+//! | `exporter` | `metrics serve`: the host's scrape endpoint for Prometheus, file_sd targets |
+//! | `units` | systemctl, the enabled set, backend socket drop-ins |
+//! | `hosts` | the hosts behind a front (`front.toml`) |
+//! | `dns` | the DNS-name check every name on the command line passes |
+//! | `table` | the plain-text tables |
+//! | `new` | `corepool new PATH`: a new service crate |
+//! | `package` | `NAME package`: the service's .deb |
 
 pub mod admin;
 pub mod commands;
+pub mod dns;
 pub mod exporter;
 pub mod front;
+pub mod hosts;
 pub mod https;
 pub mod logs;
 pub mod new;
 pub mod nginx;
 pub mod package;
 pub mod status;
+pub mod table;
 pub mod top;
 pub mod units;
 
@@ -45,7 +57,9 @@ use corepool_runtime::{Service, ServiceName};
 use crate::admin::Count;
 use crate::commands::{Command, FrontCommand, MetricsCommand, NginxCommand};
 
-/// `main` of a service binary with the operator commands. Output written
+/// `main` of a service binary with the operator commands: parses the
+/// command line, runs the command, and exits with 0, 1, or 78 for a
+/// configuration error (printing `NAME: ERROR` on stderr). Output written
 /// to a pipe whose reader went away (`NAME status | head -1`) ends the
 /// program quietly with status 0.
 pub fn main(service: Service) -> ExitCode {
@@ -89,12 +103,12 @@ fn dispatch(n: &ServiceName, service: &Service, command: Command, config: Option
         Command::Base(_) => unreachable!("handled above"),
         Command::Enable { count: c, lazy } => {
             // Before reading the (root-only) configuration: say sudo, not "unreadable".
-            admin::require(n, "enable")?;
+            units::require_admin(n, "enable")?;
             Ok(admin::enable(n, count(&c)?, lazy, &settings(config)?, out)?)
         }
         Command::Disable => Ok(admin::disable(n, out)?),
         Command::Scale { count: c } => {
-            admin::require(n, "scale")?;
+            units::require_admin(n, "scale")?;
             Ok(admin::scale(n, count(&c)?, &settings(config)?, out)?)
         }
         Command::Reload { instance } => Ok(admin::reload(n, instance, out)?),

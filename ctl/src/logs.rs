@@ -3,13 +3,25 @@
 //! own access rules apply (root, or the adm / systemd-journal groups).
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 
 use corepool_runtime::ServiceName;
 use serde_json::Value;
 
-use crate::admin::AdminError;
 use crate::units::{self, UnitError};
+
+/// Why `logs` stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum LogsError {
+    #[error(transparent)]
+    Unit(#[from] UnitError),
+    #[error("journalctl failed ({0}); reading system logs needs root or the adm group")]
+    Journal(ExitStatus),
+    #[error("reading journalctl's output")]
+    Read(#[source] std::io::Error),
+    #[error("writing output")]
+    Output(#[source] std::io::Error),
+}
 
 /// Which instances: one, or all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +69,7 @@ pub fn format_entry(n: &ServiceName, line: &str) -> Option<String> {
 }
 
 /// Prints the last `lines` entries, then follows if asked.
-pub fn run(n: &ServiceName, which: Which, lines: usize, follow: bool, out: &mut dyn Write) -> Result<(), AdminError> {
+pub fn run(n: &ServiceName, which: Which, lines: usize, follow: bool, out: &mut dyn Write) -> Result<(), LogsError> {
     units::require_systemd()?;
     let unit = match which {
         Which::All => format!("{n}@*.service"),
@@ -71,20 +83,23 @@ pub fn run(n: &ServiceName, which: Which, lines: usize, follow: bool, out: &mut 
     let mut child =
         Command::new("journalctl").args(&args).stdout(Stdio::piped()).spawn().map_err(|error| UnitError::Spawn { cmd: "journalctl".into(), error })?;
     let stdout = child.stdout.take().expect("piped");
-    for line in BufReader::new(stdout).lines() {
-        let line = line?;
-        if let Some(text) = format_entry(n, &line) {
-            if writeln!(out, "{text}").and_then(|_| out.flush()).is_err() {
-                // Our reader went away (`| head`, `| grep -q`): stop quietly.
-                let _ = child.kill();
-                let _ = child.wait();
-                return Ok(());
-            }
+    let copied = BufReader::new(stdout).lines().try_for_each(|line| {
+        let line = line.map_err(LogsError::Read)?;
+        match format_entry(n, &line) {
+            Some(text) => writeln!(out, "{text}").and_then(|()| out.flush()).map_err(LogsError::Output),
+            None => Ok(()),
         }
+    });
+    if let Err(e) = copied {
+        // Our reader went away (`| head`, `| grep -q`: the top level ends
+        // quietly), or another failure: journalctl goes too.
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(e);
     }
-    let status = child.wait()?;
+    let status = child.wait().map_err(LogsError::Read)?;
     if !status.success() {
-        return Err(AdminError::Refused(format!("journalctl failed ({status}); reading system logs needs root or the adm group")));
+        return Err(LogsError::Journal(status));
     }
     Ok(())
 }

@@ -19,12 +19,16 @@ const GITIGNORE: &str = include_str!("../templates/new/gitignore");
 /// Why no crate was created.
 #[derive(Debug, thiserror::Error)]
 pub enum NewError {
-    #[error("{0}")]
+    #[error(transparent)]
     Name(#[from] corepool_runtime::name::NameError),
     #[error("{0} exists already; nothing was written")]
     Exists(PathBuf),
-    #[error("{path}: {error}")]
-    Io { path: PathBuf, error: std::io::Error },
+    #[error("{path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        error: std::io::Error,
+    },
     #[error("`{0}` has no directory name to name the service after")]
     NoName(PathBuf),
     #[error("--corepool {0}: no corepool crate there (expected {0}/corepool/Cargo.toml, a corepool checkout)")]

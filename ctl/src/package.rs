@@ -46,14 +46,33 @@ pub mod templates {
 /// Why a package could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum PackageError {
-    #[error("{path}: {error}")]
-    Io { path: PathBuf, error: std::io::Error },
-    #[error("`{cmd}` is needed to build a .deb ({hint}): {error}")]
-    Missing { cmd: String, hint: &'static str, error: std::io::Error },
+    #[error("{path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error("`{cmd}` is needed to build a .deb ({hint})")]
+    Missing {
+        cmd: String,
+        hint: &'static str,
+        #[source]
+        error: std::io::Error,
+    },
     #[error("{cmd} failed: {stderr}")]
     Failed { cmd: String, stderr: String },
-    #[error("{0}")]
-    Invalid(String),
+    #[error("compressing with gzip")]
+    Gzip(#[source] std::io::Error),
+    #[error("rendering the man page")]
+    ManPage(#[source] std::io::Error),
+    #[error(transparent)]
+    Name(#[from] corepool_runtime::name::NameError),
+    #[error("the generated configuration does not load")]
+    ConfigLoads(#[source] corepool_runtime::load::ConfigError),
+    #[error("the generated configuration differs from the built-in defaults")]
+    ConfigDiffers,
+    #[error("{0} is a debug build; package a release build: cargo run --release -- package")]
+    DebugBuild(PathBuf),
 }
 
 /// Options of `NAME package`.
@@ -75,7 +94,7 @@ pub fn fill(template: &str, n: &ServiceName) -> String {
 /// The packaged configuration file: corepool's documented settings, then
 /// each of the service's sections with its defaults.
 pub fn config_file(service: &Service) -> Result<String, PackageError> {
-    let n = service.name().map_err(|e| PackageError::Invalid(e.to_string()))?;
+    let n = service.name()?;
     let mut text = fill(templates::CONFIG, n);
     for s in service.sections() {
         text.push_str(&format!("\n# [{}]: {n}'s own settings (its built-in defaults).\n", s.name()));
@@ -85,11 +104,10 @@ pub fn config_file(service: &Service) -> Result<String, PackageError> {
         text.push_str(&s.default_toml());
     }
     // What we ship must load, and load to the built-in defaults.
-    let schema = service.schema().map_err(|e| PackageError::Invalid(e.to_string()))?;
-    let loaded = corepool_runtime::load::parse(&n.config_path(), Some(&text), &[], &schema)
-        .map_err(|e| PackageError::Invalid(format!("the generated configuration does not load: {e}")))?;
+    let schema = service.schema()?;
+    let loaded = corepool_runtime::load::parse(&n.config_path(), Some(&text), &[], &schema).map_err(PackageError::ConfigLoads)?;
     if loaded.to_toml(&schema) != schema.defaults().to_toml(&schema) {
-        return Err(PackageError::Invalid("the generated configuration differs from the built-in defaults".into()));
+        return Err(PackageError::ConfigDiffers);
     }
     Ok(text)
 }
@@ -129,8 +147,8 @@ fn gzip(data: &[u8]) -> Result<Vec<u8>, PackageError> {
     let mut stdin = child.stdin.take().expect("piped");
     let data = data.to_vec();
     let writer = std::thread::spawn(move || stdin.write_all(&data));
-    let out = child.wait_with_output().map_err(|error| PackageError::Io { path: "gzip".into(), error })?;
-    writer.join().ok().transpose().map_err(|error| PackageError::Io { path: "gzip".into(), error })?;
+    let out = child.wait_with_output().map_err(PackageError::Gzip)?;
+    writer.join().ok().transpose().map_err(PackageError::Gzip)?;
     Ok(out.stdout)
 }
 
@@ -190,12 +208,12 @@ fn deb_version(service: &Service, o: &Options) -> String {
 
 /// Everything in the package but the control files.
 fn payload(service: &Service, cli: &mut clap::Command, binary: Vec<u8>, o: &Options) -> Result<Vec<Entry>, PackageError> {
-    let n = service.name().map_err(|e| PackageError::Invalid(e.to_string()))?.clone();
+    let n = service.name()?.clone();
     let info = service.package_info();
     let version = deb_version(service, o);
     let maint = maintainer(service, o);
     let mut man = Vec::new();
-    clap_mangen::Man::new(cli.clone()).section("8").render(&mut man).map_err(|error| PackageError::Io { path: "man page".into(), error })?;
+    clap_mangen::Man::new(cli.clone()).section("8").render(&mut man).map_err(PackageError::ManPage)?;
     let mut completion = |shell: clap_complete::Shell| {
         let mut buf = Vec::new();
         clap_complete::generate(shell, cli, n.as_str(), &mut buf);
@@ -258,11 +276,11 @@ fn fix_dir_modes(dir: &Path) -> Result<(), PackageError> {
 
 /// Builds the package; returns the path of the `.deb`.
 pub fn build(service: &Service, cli: &mut clap::Command, o: &Options) -> Result<PathBuf, PackageError> {
-    let n = service.name().map_err(|e| PackageError::Invalid(e.to_string()))?.clone();
+    let n = service.name()?.clone();
     let info = service.package_info();
     let exe = std::env::current_exe().map_err(|error| PackageError::Io { path: "/proc/self/exe".into(), error })?;
     if exe.components().any(|c| c.as_os_str() == "debug") {
-        return Err(PackageError::Invalid(format!("{} is a debug build; package a release build: cargo run --release -- package", exe.display())));
+        return Err(PackageError::DebugBuild(exe));
     }
     let target = if info.manifest_dir.is_empty() { PathBuf::from("target") } else { Path::new(info.manifest_dir).join("target") };
     let work = target.join("corepool-package").join(n.as_str());

@@ -8,13 +8,33 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::time::Duration;
 
-use corepool_runtime::ServiceName;
+use corepool_runtime::{client, ServiceName};
 use serde::Serialize;
 
-use crate::admin::{identity, AdminError};
-use crate::units;
+use crate::hosts::{self, HostsError};
+use crate::table::columns;
+use crate::units::{self, UnitError};
 
 const QUERY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Why `status` (or `top`) could not show the instances.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error(transparent)]
+    Unit(#[from] UnitError),
+    #[error(transparent)]
+    Hosts(#[from] HostsError),
+    #[error("writing output")]
+    Output(#[from] std::io::Error),
+}
+
+/// Asks an instance who it is (`/healthz` over its socket); None if it does not answer.
+pub fn identity(n: &ServiceName, i: u32, timeout: Duration) -> Option<serde_json::Value> {
+    match client::get(&n.socket_addr(i), "/healthz", timeout) {
+        Ok((200, body)) => serde_json::from_str(&body).ok(),
+        _ => None,
+    }
+}
 
 /// One row of `NAME status`.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -65,7 +85,7 @@ fn monotonic_usec() -> u64 {
 }
 
 /// Gathers one row per enabled or loaded instance.
-pub fn collect(n: &ServiceName) -> Result<Vec<Row>, AdminError> {
+pub fn collect(n: &ServiceName) -> Result<Vec<Row>, UnitError> {
     units::require_systemd()?;
     let enabled = units::enabled(n)?;
     let instances: BTreeSet<u32> = enabled.iter().copied().chain(units::loaded(n)?).collect();
@@ -157,19 +177,6 @@ fn human_secs(s: u64) -> String {
     }
 }
 
-/// Left-aligned columns, two spaces apart, the first row a header.
-pub fn columns(table: &[Vec<String>]) -> String {
-    let n = table.first().map_or(0, Vec::len);
-    let widths: Vec<usize> = (0..n).map(|c| table.iter().map(|row| row[c].len()).max().unwrap_or(0)).collect();
-    let mut s = String::new();
-    for row in table {
-        let line: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
-        s.push_str(line.join("  ").trim_end());
-        s.push('\n');
-    }
-    s
-}
-
 /// The `NAME status` table.
 pub fn render_table(rows: &[Row]) -> String {
     let dash = || "-".to_string();
@@ -205,13 +212,13 @@ pub fn render_table(rows: &[Row]) -> String {
 
 /// `NAME status`: this host's instances, then (on a front) the remote
 /// hosts' (`--json` gives this host's rows; `front status --json` the others).
-pub fn status(n: &ServiceName, json: bool, out: &mut dyn Write) -> Result<(), AdminError> {
+pub fn status(n: &ServiceName, json: bool, out: &mut dyn Write) -> Result<(), StatusError> {
     let rows = collect(n)?;
     if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&rows).map_err(std::io::Error::other)?)?;
         return Ok(());
     }
-    let front = crate::front::load(n).map_err(|e| AdminError::Refused(e.to_string()))?;
+    let front = hosts::load(n)?;
     if !rows.is_empty() {
         write!(out, "{}", render_table(&rows))?;
     } else if front.hosts.is_empty() {

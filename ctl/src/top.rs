@@ -16,10 +16,11 @@ use ratatui::Frame;
 
 use corepool_runtime::ServiceName;
 
-use crate::admin::AdminError;
-use crate::status::{self, Row};
-use crate::units;
+use corepool_runtime::cli::report;
 use corepool_runtime::client;
+
+use crate::status::{self, Row, StatusError};
+use crate::units;
 
 const HISTORY: usize = 120;
 
@@ -97,7 +98,7 @@ impl App {
                 }
                 self.rows = rows;
             }
-            Err(e) => self.error = Some(e.to_string()),
+            Err(e) => self.error = Some(report(&e)),
         }
     }
 
@@ -164,7 +165,7 @@ impl App {
 }
 
 /// Runs the live view until `q`, Esc or Ctrl-C.
-pub fn run(n: &ServiceName, out: &mut dyn Write) -> Result<(), AdminError> {
+pub fn run(n: &ServiceName, out: &mut dyn Write) -> Result<(), StatusError> {
     if !std::io::stdout().is_terminal() {
         return status::status(n, false, out);
     }
@@ -192,7 +193,7 @@ pub fn run(n: &ServiceName, out: &mut dyn Write) -> Result<(), AdminError> {
         }
     })();
     ratatui::restore();
-    result.map_err(AdminError::Output)
+    result.map_err(StatusError::Output)
 }
 
 #[cfg(test)]

@@ -6,21 +6,32 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use corepool_runtime::cli::report;
 use corepool_runtime::config::BackendConfig;
 use corepool_runtime::ServiceName;
 
+/// Why systemd (or another command this crate runs) did not do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum UnitError {
     #[error("systemd is not running as PID 1 here (PID 1 is {0:?}); corepool's instance commands need a systemd host")]
     NoSystemd(String),
     #[error("`{name} {command}` changes system services and must run as root (try: sudo {name} {command})")]
     NotRoot { name: String, command: String },
-    #[error("systemctl {args} failed: {stderr}")]
-    Systemctl { args: String, stderr: String },
-    #[error("cannot run {cmd}: {error}")]
-    Spawn { cmd: String, error: std::io::Error },
-    #[error("{path}: {error}")]
-    Io { path: PathBuf, error: std::io::Error },
+    /// The command ran and failed; `stderr` is what it said (or its exit status).
+    #[error("{cmd} {args} failed: {stderr}")]
+    Failed { cmd: String, args: String, stderr: String },
+    #[error("cannot run {cmd}")]
+    Spawn {
+        cmd: String,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error("{path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        error: std::io::Error,
+    },
 }
 
 /// The drop-in that gives instance `i`'s socket unit a TCP listener for a
@@ -135,6 +146,13 @@ pub fn require_systemd() -> Result<(), UnitError> {
     Err(UnitError::NoSystemd(pid1))
 }
 
+/// Fails clearly unless this is a systemd host and we are root (checked
+/// before anything else, e.g. reading the root-only configuration).
+pub fn require_admin(n: &ServiceName, command: &str) -> Result<(), UnitError> {
+    require_systemd()?;
+    require_root(n, command)
+}
+
 /// Fails clearly when not root.
 pub fn require_root(n: &ServiceName, command: &str) -> Result<(), UnitError> {
     if nix::unistd::geteuid().is_root() {
@@ -174,7 +192,7 @@ pub fn run(cmd: &str, args: &[&str]) -> Result<String, UnitError> {
         if stderr.is_empty() {
             stderr = format!("exit status {}", out.status);
         }
-        Err(UnitError::Systemctl { args: args.join(" "), stderr })
+        Err(UnitError::Failed { cmd: cmd.to_string(), args: args.join(" "), stderr })
     }
 }
 
@@ -200,7 +218,7 @@ pub fn parse_show(text: &str) -> Vec<HashMap<String, String>> {
 /// The last `n` journal lines of a unit (for error reports).
 pub fn journal_tail(unit: &str, n: usize) -> String {
     let n = n.to_string();
-    run("journalctl", &["--no-pager", "-q", "-o", "cat", "-n", &n, "-u", unit]).unwrap_or_else(|e| format!("(journal unavailable: {e})"))
+    run("journalctl", &["--no-pager", "-q", "-o", "cat", "-n", &n, "-u", unit]).unwrap_or_else(|e| format!("(journal unavailable: {})", report(&e)))
 }
 
 #[cfg(test)]
