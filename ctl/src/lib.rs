@@ -8,9 +8,12 @@
 //! these commands only drive systemd, nginx and certbot, and ask instances
 //! over their sockets.
 //!
-//! Its modules, each importing only modules below it in this table
-//! (`tests/lint/import-cycles` checks that no two import each other, even
-//! through others):
+//! The crate's public API is [`main`], which `corepool::main` calls when
+//! the service is built with the `cli` feature; everything else is private
+//! to it (the commands' text and exit status are the interface, not these
+//! functions). Its modules, each importing only modules below it in this
+//! table (`tests/lint/import-cycles` checks that no two import each other,
+//! even through others):
 //!
 //! | module | owns |
 //! |---|---|
@@ -30,21 +33,23 @@
 //! | `new` | `corepool new PATH`: a new service crate |
 //! | `package` | `NAME package`: the service's .deb |
 
-pub mod admin;
-pub mod commands;
-pub mod dns;
-pub mod exporter;
-pub mod front;
-pub mod hosts;
-pub mod https;
-pub mod logs;
-pub mod new;
-pub mod nginx;
-pub mod package;
-pub mod status;
-pub mod table;
-pub mod top;
-pub mod units;
+#![deny(missing_docs)]
+
+mod admin;
+mod commands;
+mod dns;
+mod exporter;
+mod front;
+mod hosts;
+mod https;
+mod logs;
+mod new;
+mod nginx;
+mod package;
+mod status;
+mod table;
+mod top;
+mod units;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -81,7 +86,7 @@ pub fn main(service: Service) -> ExitCode {
 const OUTPUT: &str = "writing output";
 
 /// Runs one command of `service`'s binary, writing what it prints to `out`.
-pub fn run(n: &ServiceName, service: Service, cli: Cli<Command>, out: &mut dyn Write) -> Result<()> {
+fn run(n: &ServiceName, service: Service, cli: Cli<Command>, out: &mut dyn Write) -> Result<()> {
     let command = match cli.command {
         None => return Ok(run_base(service, cli.config, cli.serve, None, out)?),
         Some(Command::Base(b)) => return Ok(run_base(service, cli.config, cli.serve, Some(b), out)?),
