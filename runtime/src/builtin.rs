@@ -19,7 +19,7 @@ use http::{Method, StatusCode};
 use serde::Serialize;
 
 use crate::http::{json, query_u64, query_value, ApiError, Ctx};
-use crate::server::State;
+use crate::state::State;
 
 /// The paths corepool serves itself.
 pub const RESERVED: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
@@ -63,14 +63,23 @@ fn get_only(req: &Request) -> Result<(), ApiError> {
 /// The pool as `/healthz` and `GET /` of the demo report it.
 #[derive(Debug, Serialize)]
 pub struct PoolView {
+    /// Pool threads (`pool.threads`).
     pub threads: usize,
+    /// Threads running a job now.
     pub busy: usize,
+    /// Jobs waiting for a thread.
     pub queued: usize,
+    /// Jobs the queue holds before refusing with 503.
     pub capacity: usize,
+    /// Jobs completed since start.
     pub completed: u64,
+    /// Jobs refused: the queue was full.
     pub rejected: u64,
+    /// Jobs past their deadline (504).
     pub timed_out: u64,
+    /// Jobs cancelled: their client went away.
     pub cancelled: u64,
+    /// Jobs that panicked (500).
     pub panicked: u64,
 }
 
@@ -78,17 +87,31 @@ pub struct PoolView {
 /// `/healthz`, and what a service may show on a page of its own.
 #[derive(Debug, Serialize)]
 pub struct Identity<'a> {
+    /// Always `ok` (the instance answers).
     pub status: &'static str,
+    /// The service's name.
     pub service: &'a str,
+    /// The service's version.
     pub version: &'a str,
+    /// The host's name.
     pub host: &'a str,
+    /// The instance number.
     pub instance: u32,
+    /// The instance's process id.
     pub pid: u32,
+    /// The CPU its event loop is pinned to, if pinned.
     pub cpu: Option<usize>,
+    /// Seconds since start.
     pub uptime_s: f64,
+    /// Requests answered since start.
     pub requests: u64,
+    /// WebSockets open now.
+    pub websockets: usize,
+    /// Server-sent event streams open now.
+    pub sse: usize,
     /// Instances enabled on this host (what `front add HOST` counts on).
     pub instances: usize,
+    /// The heavy-work pool.
     pub pool: PoolView,
 }
 
@@ -107,6 +130,8 @@ impl State {
             cpu: self.cpu,
             uptime_s: (self.started.elapsed().as_millis() as f64) / 1000.0,
             requests: self.metrics.total_requests(),
+            websockets: self.streams.websockets(),
+            sse: self.streams.sse(),
             instances: self.enabled_instances(),
             pool: PoolView {
                 threads: p.threads(),

@@ -29,14 +29,23 @@ pub struct Config {
     /// How long SIGTERM waits for in-flight requests and jobs.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// HTTP limits and the drain (`[http]`).
     pub http: HttpConfig,
+    /// WebSockets and server-sent events (`[streams]`).
+    pub streams: StreamsConfig,
+    /// The heavy-work pool (`[pool]`).
     pub pool: PoolConfig,
+    /// Logging (`[log]`).
     pub log: LogConfig,
+    /// Serving remote fronts over TCP (`[backend]`).
     pub backend: BackendConfig,
+    /// The host's scrape endpoint (`[metrics]`).
     pub metrics: MetricsConfig,
+    /// Fault injection and request spans (`[debug]`).
     pub debug: DebugConfig,
 }
 
+/// HTTP limits and the drain (`[http]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
@@ -64,6 +73,59 @@ pub struct HttpConfig {
     pub h2c: bool,
 }
 
+/// Long-lived connections: WebSockets (upgraded HTTP/1.1 connections) and
+/// server-sent events (`text/event-stream` responses).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamsConfig {
+    /// WebSockets open at once on one instance; a handshake beyond them is
+    /// answered 503 with `Retry-After` before upgrading. Each one also takes a
+    /// file descriptor (the unit's `LimitNOFILE=` is sized for this).
+    pub max_websockets: usize,
+    /// Every WebSocket is sent a ping this often, and an SSE stream that sent
+    /// nothing for this long a comment line, so that no proxy closes them as
+    /// idle (nginx's `proxy_read_timeout` for streams is 75 s in the packaged
+    /// site; keep it below). A WebSocket peer that sent nothing, not even a
+    /// pong, for two intervals is taken for dead and its connection cut.
+    #[serde(with = "humantime_serde")]
+    pub ping_interval: Duration,
+    /// On drain, how long WebSockets are given to complete the closing
+    /// handshake (code 1012) before their connections are cut.
+    #[serde(with = "humantime_serde")]
+    pub close_timeout: Duration,
+    /// Largest WebSocket frame a client may send (bytes); larger: close 1009.
+    pub max_frame: usize,
+    /// Largest WebSocket message (all its frames, bytes); larger: close 1009.
+    pub max_message: usize,
+    /// Read and write buffer of each WebSocket (bytes), for the
+    /// `corepool::ws::WebSocketUpgrade` extractor: small, since most sockets
+    /// are idle most of the time.
+    pub buffer: usize,
+    /// Most bytes queued for a WebSocket client that reads slower than it is
+    /// written to; past it, sending fails instead of growing memory.
+    pub max_write_buffer: usize,
+    /// The `retry:` hint an SSE stream ends with on drain: how soon the
+    /// client's EventSource reconnects (to another instance).
+    #[serde(with = "humantime_serde")]
+    pub sse_retry: Duration,
+}
+
+impl Default for StreamsConfig {
+    fn default() -> Self {
+        StreamsConfig {
+            max_websockets: 10_000,
+            ping_interval: Duration::from_secs(30),
+            close_timeout: Duration::from_secs(3),
+            max_frame: 1 << 20,
+            max_message: 1 << 20,
+            buffer: 4096,
+            max_write_buffer: 1 << 20,
+            sse_retry: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The heavy-work pool (`[pool]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PoolConfig {
@@ -89,27 +151,37 @@ pub struct PoolConfig {
     pub pin: bool,
 }
 
+/// Scheduling policy of the pool's threads (`pool.sched`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PoolSched {
+    /// SCHED_IDLE.
     Idle,
+    /// SCHED_BATCH.
     Batch,
+    /// SCHED_OTHER at `pool.nice`.
     Normal,
 }
 
+/// How log lines are written (`log.format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// `journal` under systemd (JOURNAL_STREAM set), `human` otherwise.
     Auto,
+    /// Plain text with a timestamp.
     Human,
+    /// The journal's fields (priority, identifier) on stderr.
     Journal,
+    /// One JSON object per line.
     Json,
 }
 
+/// Logging (`[log]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
+    /// How lines are written.
     pub format: LogFormat,
     /// A tracing filter, e.g. `info` or `corepool=debug`.
     pub level: String,
@@ -184,6 +256,7 @@ impl MetricsConfig {
     }
 }
 
+/// Fault injection and request spans (`[debug]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DebugConfig {
@@ -210,6 +283,7 @@ impl Default for Config {
             pin: false,
             shutdown_timeout: Duration::from_secs(30),
             http: HttpConfig::default(),
+            streams: StreamsConfig::default(),
             pool: PoolConfig::default(),
             log: LogConfig::default(),
             backend: BackendConfig::default(),
@@ -262,6 +336,18 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
     check(c.http.header_timeout >= ms(1), "http.header_timeout", "must be at least 1ms")?;
     check(c.http.body_timeout >= ms(1), "http.body_timeout", "must be at least 1ms")?;
     check((1..=1_000_000).contains(&c.http.max_connections), "http.max_connections", "must be 1..=1000000")?;
+    check((1..=1_000_000).contains(&c.streams.max_websockets), "streams.max_websockets", "must be 1..=1000000")?;
+    check(c.streams.ping_interval >= ms(10), "streams.ping_interval", "must be at least 10ms")?;
+    check(c.streams.close_timeout >= ms(1), "streams.close_timeout", "must be at least 1ms")?;
+    check((125..=1 << 30).contains(&c.streams.max_frame), "streams.max_frame", "must be 125..=1073741824 bytes")?;
+    check(
+        c.streams.max_message >= c.streams.max_frame && c.streams.max_message <= 1 << 30,
+        "streams.max_message",
+        "must be streams.max_frame..=1073741824 bytes",
+    )?;
+    check((256..=1 << 24).contains(&c.streams.buffer), "streams.buffer", "must be 256..=16777216 bytes")?;
+    check(c.streams.max_write_buffer >= c.streams.buffer, "streams.max_write_buffer", "must be at least streams.buffer")?;
+    check(c.streams.sse_retry >= ms(1), "streams.sse_retry", "must be at least 1ms")?;
     check((1..=256).contains(&c.pool.threads), "pool.threads", "must be 1..=256")?;
     check((1..=1_000_000).contains(&c.pool.queue), "pool.queue", "must be 1..=1000000")?;
     check(c.pool.job_timeout >= ms(1) && c.pool.job_timeout <= Duration::from_secs(3600), "pool.job_timeout", "must be between 1ms and 1h")?;

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::JSON_BODY_LIMIT;
 use crate::pool::{Cancel, JobError};
-use crate::server::State;
+use crate::state::State;
 
 /// The running instance, for handlers: its number, pool, configuration and
 /// the service's sections. An axum extractor (`ctx: Ctx`), cheap to clone.
@@ -90,7 +90,9 @@ impl<S: Send + Sync, T: crate::Section> FromRequestParts<S> for Settings<T> {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{status}: {message}")]
 pub struct ApiError {
+    /// The status answered.
     pub status: StatusCode,
+    /// What went wrong, for the client (the `error` field).
     pub message: String,
     /// Seconds, for 503.
     pub retry_after: Option<u32>,
@@ -99,6 +101,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// An error with `status` and `message`.
     pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError { status, message: message.into(), retry_after: None, allow: None }
     }

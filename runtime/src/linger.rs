@@ -45,6 +45,12 @@ impl<IO> Linger<IO> {
     }
 }
 
+impl<IO: std::os::fd::AsRawFd> std::os::fd::AsRawFd for Linger<IO> {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.io.as_raw_fd()
+    }
+}
+
 impl<IO: AsyncRead + Unpin> AsyncRead for Linger<IO> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.io).poll_read(cx, buf)

@@ -76,6 +76,48 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.5, 14))
 }
 
+/// `direction`: `in` (from the client) or `out` (to it).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct DirectionLabels {
+    pub direction: &'static str,
+}
+
+/// A WebSocket's close: the code of the first close frame either side sent
+/// (`1006` when the connection ended without one), and who sent it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct CloseLabels {
+    pub code: u16,
+    pub by: &'static str,
+}
+
+/// The metrics of long-lived connections (cheap to clone: shared counters).
+#[derive(Clone, Default, Debug)]
+pub(crate) struct StreamMetrics {
+    pub websockets_open: Gauge,
+    pub sse_open: Gauge,
+    pub ws_messages: Family<DirectionLabels, Counter>,
+    pub ws_bytes: Family<DirectionLabels, Counter>,
+    pub ws_closes: Family<CloseLabels, Counter>,
+    pub ws_refused: Counter,
+    pub sse_events: Counter,
+    pub sse_bytes: Counter,
+}
+
+impl StreamMetrics {
+    fn register(&self, r: &mut Registry) {
+        let ws = r.sub_registry_with_prefix("websocket");
+        ws.register("open", "WebSockets open now", self.websockets_open.clone());
+        ws.register("messages", "WebSocket data messages by direction (in: from clients)", self.ws_messages.clone());
+        ws.register("bytes", "WebSocket bytes on the wire after the upgrade, by direction", self.ws_bytes.clone());
+        ws.register("closes", "WebSockets closed, by close code and by whom (server, client; 1006: no close frame)", self.ws_closes.clone());
+        ws.register("refused", "WebSocket handshakes refused with 503: streams.max_websockets reached, or draining", self.ws_refused.clone());
+        let sse = r.sub_registry_with_prefix("sse");
+        sse.register("open", "Server-sent event streams open now", self.sse_open.clone());
+        sse.register("frames", "SSE body frames sent (events, keep-alive comments, retry hints)", self.sse_events.clone());
+        sse.register("bytes", "SSE bytes sent", self.sse_bytes.clone());
+    }
+}
+
 /// All metrics of one instance.
 pub struct Metrics {
     registry: Registry,
@@ -86,6 +128,8 @@ pub struct Metrics {
     pub in_flight: Gauge,
     /// TCP connections refused because the peer is not in `backend.allow`.
     pub refused: Counter,
+    /// WebSockets and SSE streams.
+    pub(crate) streams: StreamMetrics,
     /// Total requests, also read by the STATUS line for req/s.
     total: Arc<AtomicU64>,
 }
@@ -112,6 +156,8 @@ impl Metrics {
         root.register("http_requests_in_flight", "Requests being handled now", in_flight.clone());
         let refused = Counter::default();
         root.register("tcp_refused", "TCP connections refused: peer not in backend.allow", refused.clone());
+        let streams = StreamMetrics::default();
+        streams.register(&mut root);
         let p = root.sub_registry_with_prefix("pool");
         p.register("queue_depth", "Jobs waiting for a pool thread", pool.queued.clone());
         p.register("busy_threads", "Pool threads running a job", pool.busy.clone());
@@ -129,7 +175,7 @@ impl Metrics {
         ] {
             p.register(format!("jobs_{outcome}"), format!("Pool jobs {outcome}"), c.clone());
         }
-        Metrics { registry: root, requests, latency, connections, in_flight, refused, total: Arc::new(AtomicU64::new(0)) }
+        Metrics { registry: root, requests, latency, connections, in_flight, refused, streams, total: Arc::new(AtomicU64::new(0)) }
     }
 
     /// Records one finished request.

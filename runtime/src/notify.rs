@@ -18,6 +18,11 @@ impl Notifier {
         Notifier { enabled: std::env::var_os("NOTIFY_SOCKET").is_some(), watchdog: sd_notify::watchdog_enabled() }
     }
 
+    /// One that sends nothing (an instance served in-process by a test).
+    pub fn disabled() -> Notifier {
+        Notifier { enabled: false, watchdog: None }
+    }
+
     /// True when a service manager listens.
     pub fn enabled(&self) -> bool {
         self.enabled
@@ -36,14 +41,17 @@ impl Notifier {
         }
     }
 
+    /// `READY=1` with a status line.
     pub fn ready(&self, status: &str) {
         self.send(&[NotifyState::Ready, NotifyState::Status(status)]);
     }
 
+    /// A `STATUS=` line.
     pub fn status(&self, status: &str) {
         self.send(&[NotifyState::Status(status)]);
     }
 
+    /// `WATCHDOG=1`.
     pub fn watchdog_ping(&self) {
         self.send(&[NotifyState::Watchdog]);
     }
@@ -56,6 +64,7 @@ impl Notifier {
         }
     }
 
+    /// `STOPPING=1` with a status line.
     pub fn stopping(&self, status: &str) {
         self.send(&[NotifyState::Stopping, NotifyState::Status(status)]);
     }

@@ -39,8 +39,11 @@ pub struct ThreadSettings {
 /// Pool size and limits.
 #[derive(Debug, Clone)]
 pub struct PoolSettings {
+    /// Worker threads.
     pub threads: usize,
+    /// Jobs allowed to wait.
     pub queue: usize,
+    /// The threads' priority and CPUs.
     pub thread: ThreadSettings,
 }
 
@@ -51,10 +54,15 @@ pub struct PoolStats {
     pub queued: Gauge,
     /// Threads running a job.
     pub busy: Gauge,
+    /// Jobs completed.
     pub completed: Counter,
+    /// Jobs refused: the queue was full.
     pub rejected: Counter,
+    /// Jobs past their deadline.
     pub timed_out: Counter,
+    /// Jobs cancelled before they ran to the end.
     pub cancelled: Counter,
+    /// Jobs that panicked.
     pub panicked: Counter,
 }
 
@@ -62,12 +70,16 @@ pub struct PoolStats {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JobError {
     #[error("pool queue is full ({0} jobs waiting)")]
+    /// The queue is full (its capacity): 503.
     Full(usize),
     #[error("job exceeded its deadline of {0:?}")]
+    /// The job missed its deadline: 504.
     TimedOut(Duration),
     #[error("job was cancelled")]
+    /// The job was cancelled.
     Cancelled,
     #[error("job panicked: {0}")]
+    /// The job panicked (its message): 500.
     Panicked(String),
 }
 
@@ -166,6 +178,7 @@ pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 }
 
 impl Pool {
+    /// Starts the pool's threads.
     pub fn new(settings: PoolSettings) -> Pool {
         let tp = threadpool::Builder::new().num_threads(settings.threads).thread_name("corepool-job".into()).thread_stack_size(2 * 1024 * 1024).build();
         Pool {
@@ -181,6 +194,7 @@ impl Pool {
         }
     }
 
+    /// Its threads.
     pub fn threads(&self) -> usize {
         self.threads
     }
@@ -190,10 +204,12 @@ impl Pool {
         &self.governor
     }
 
+    /// Jobs its queue holds.
     pub fn capacity(&self) -> usize {
         self.capacity
     }
 
+    /// Its counters.
     pub fn stats(&self) -> &Arc<PoolStats> {
         &self.stats
     }

@@ -15,7 +15,7 @@ use std::task::{Context, Poll};
 
 use axum::extract::MatchedPath;
 
-use crate::server::State;
+use crate::state::State;
 
 /// The scope of one request.
 pub(crate) struct Scope {

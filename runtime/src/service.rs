@@ -30,6 +30,7 @@ use crate::server::{self, ServeError};
 /// `/healthz` and the package. The `corepool::service!()` macro fills it in.
 #[derive(Debug, Clone, Default)]
 pub struct PackageInfo {
+    /// The crate's version.
     pub version: &'static str,
     /// One line.
     pub description: &'static str,
@@ -37,7 +38,9 @@ pub struct PackageInfo {
     pub authors: &'static str,
     /// An SPDX expression, e.g. `MIT`.
     pub license: &'static str,
+    /// The crate's homepage, if any.
     pub homepage: &'static str,
+    /// The crate's repository, if any.
     pub repository: &'static str,
     /// The crate's directory when it was built (for `package`: README, LICENSE, target/).
     pub manifest_dir: &'static str,

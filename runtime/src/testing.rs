@@ -1,6 +1,9 @@
 //! Testing a service in-process: [`TestClient`] sends requests through the
 //! same stack an instance serves (corepool's routes and middleware, the pool,
-//! the configuration sections), without sockets or systemd.
+//! the configuration sections), without sockets or systemd; [`TestServer`]
+//! serves it on a real loopback socket, with the shutdown trigger in the
+//! test's hands, so the drain (streams closed with 1012, requests answered)
+//! can be tested without signals or child processes.
 //!
 //! ```
 //! use corepool_runtime::{axum::{routing::get, Router}, testing::TestClient, Service};
@@ -20,8 +23,10 @@ use http::{HeaderMap, Method, Request};
 use http_body_util::BodyExt;
 
 use crate::load::{self, Override};
-use crate::server::{self, ServeError, State};
+use crate::request;
+use crate::server::ServeError;
 use crate::service::Service;
+use crate::state::State;
 
 /// A service's full request stack, in this process.
 pub struct TestClient {
@@ -33,8 +38,11 @@ pub struct TestClient {
 /// What a request got.
 #[derive(Debug, Clone)]
 pub struct TestResponse {
+    /// The status code.
     pub status: u16,
+    /// The headers.
     pub headers: HeaderMap,
+    /// The body, as text.
     pub body: String,
 }
 
@@ -50,6 +58,21 @@ impl TestResponse {
     }
 }
 
+/// The service's state and composed router on its built-in defaults and `sets`.
+fn instance(service: &Service, sets: &[&str]) -> Result<(Arc<State>, Router), ServeError> {
+    let schema = service.schema()?;
+    // Tests share the machine: no pinning, no lowered priority.
+    let mut overrides: Vec<Override> =
+        ["pin=false", "pool.sched=\"normal\"", "pool.nice=0", "log.access=false"].iter().map(|s| Override::parse_flag(s).expect("key=value")).collect();
+    for s in sets {
+        overrides.push(Override::parse_flag(s).map_err(ServeError::Usage)?);
+    }
+    let loaded = load::parse(std::path::Path::new("(test)"), None, &overrides, &schema)?;
+    let app = service.compose(loaded.config.debug.endpoints)?;
+    let state = Arc::new(State::new(service.name()?.clone(), service.version(), &loaded, crate::access::AccessLog::via_tracing()));
+    Ok((state, app))
+}
+
 impl TestClient {
     /// The service on its built-in defaults (no file, no environment).
     pub fn new(service: Service) -> Result<TestClient, ServeError> {
@@ -59,16 +82,7 @@ impl TestClient {
     /// The service with `key=value` settings, as `--set` takes them
     /// (`pool.threads=2`, `greeting.text=hi`).
     pub fn with_settings(service: Service, sets: &[&str]) -> Result<TestClient, ServeError> {
-        let schema = service.schema()?;
-        // Tests share the machine: no pinning, no lowered priority.
-        let mut overrides: Vec<Override> =
-            ["pin=false", "pool.sched=\"normal\"", "pool.nice=0", "log.access=false"].iter().map(|s| Override::parse_flag(s).expect("key=value")).collect();
-        for s in sets {
-            overrides.push(Override::parse_flag(s).map_err(ServeError::Usage)?);
-        }
-        let loaded = load::parse(std::path::Path::new("(test)"), None, &overrides, &schema)?;
-        let app = service.compose(loaded.config.debug.endpoints)?;
-        let state = Arc::new(State::new(service.name()?.clone(), service.version(), &loaded, crate::access::AccessLog::via_tracing()));
+        let (state, app) = instance(&service, sets)?;
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         Ok(TestClient { state, app, rt })
     }
@@ -81,7 +95,7 @@ impl TestClient {
     /// Sends one request and reads the whole answer.
     pub fn request(&self, req: Request<Body>) -> TestResponse {
         self.rt.block_on(async {
-            let resp = server::handle(self.state.clone(), self.app.clone(), req).await.unwrap_or_else(|never| match never {});
+            let resp = request::handle(self.state.clone(), self.app.clone(), None, req).await.unwrap_or_else(|never| match never {});
             let (parts, body) = resp.into_parts();
             let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
             TestResponse { status: parts.status.as_u16(), headers: parts.headers, body: String::from_utf8_lossy(&bytes).into_owned() }
@@ -100,6 +114,77 @@ impl TestClient {
             req = req.header(http::header::CONTENT_TYPE, "application/json");
         }
         self.request(req.body(Body::from(body.to_string())).expect("a valid path"))
+    }
+}
+
+/// A service served on a loopback TCP socket by a real instance (its own
+/// event loop on a thread of its own), until [`TestServer::shutdown`].
+pub struct TestServer {
+    addr: std::net::SocketAddr,
+    state: Arc<State>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<(), ServeError>>>,
+}
+
+impl TestServer {
+    /// Serves `service` with `sets` (as [`TestClient::with_settings`]) on
+    /// 127.0.0.1 at a free port.
+    pub fn start(service: Service, sets: &[&str]) -> Result<TestServer, ServeError> {
+        let (state, app) = instance(&service, sets)?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = crate::server::Server { state: state.clone(), app, reload: None, notifier: crate::notify::Notifier::disabled() };
+        let thread = std::thread::Builder::new().name(format!("test-server-{}", addr.port())).spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(async move {
+                let listener = crate::listen::Listener::Tcp(tokio::net::TcpListener::from_std(listener)?);
+                server
+                    .serve(vec![listener], &format!("{addr} (test)"), async move {
+                        let _ = stopped.await;
+                        "shutdown()"
+                    })
+                    .await
+            })
+        })?;
+        Ok(TestServer { addr, state, stop: Some(stop), thread: Some(thread) })
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    /// The instance's state (its metrics, streams, pool).
+    pub fn state(&self) -> &Arc<State> {
+        &self.state
+    }
+
+    /// Pulls the shutdown trigger: the drain begins now; it goes on in the
+    /// server's thread while the test watches its clients.
+    pub fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Triggers the shutdown if not yet done and waits for the server to
+    /// return; gives what `serve` returned and how long the wait took.
+    pub fn join(mut self) -> (Result<(), ServeError>, std::time::Duration) {
+        self.shutdown();
+        let t = std::time::Instant::now();
+        let r = self.thread.take().map(|t| t.join().unwrap_or_else(|_| Err(ServeError::Usage("the server thread panicked".into())))).unwrap_or(Ok(()));
+        (r, t.elapsed())
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 

@@ -163,6 +163,7 @@ impl Recorder {
     }
 
     /// The spans recorded so far.
+    #[cfg(test)]
     pub fn spans(&self) -> Vec<Span> {
         self.spans.lock().map(|v| v.clone()).unwrap_or_default()
     }
