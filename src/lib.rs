@@ -6,6 +6,7 @@
 //! `[password]`), served through `corepool::main` (see `main.rs`).
 
 pub mod jobs;
+pub mod live;
 
 use std::time::{Duration, Instant};
 
@@ -107,6 +108,8 @@ pub fn routes() -> Router {
     Router::new()
         .route("/", get(index))
         .route("/compute", get(compute))
+        .route("/ws/echo", get(live::echo))
+        .route("/events", get(live::events))
         .route("/v1/hash", post(hash))
         .route("/v1/password/hash", post(password_hash))
         .route("/v1/password/verify", post(password_verify))

@@ -15,7 +15,7 @@ fn pin_true_pins_the_event_loop_to_its_cpu() {
     let s = Server::start(&["instance=0", "pin=true"]);
     let j = s.get("/").json();
     // The server inherits this process's affinity.
-    let want = corepool::affinity::cpu_for_instance(0, &corepool::affinity::allowed_cpus()).expect("a CPU");
+    let want = corepool::runtime::affinity::cpu_for_instance(0, &corepool::runtime::affinity::allowed_cpus()).expect("a CPU");
     assert_eq!(j["cpu"].as_u64(), Some(want as u64), "instance 0 on the first allowed CPU: {j}");
 }
 

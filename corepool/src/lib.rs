@@ -19,11 +19,36 @@
 //! }
 //! ```
 //!
-//! This crate is the one a service depends on: it re-exports
-//! `corepool-runtime` (what an instance links) and, with `cli`,
-//! `corepool-ctl` (the operator's commands and packaging).
+//! This crate is the one a service depends on: it re-exports what a
+//! service needs of `corepool-runtime` (what an instance links) and, with
+//! `cli`, `corepool-ctl` (the operator's commands and packaging). Feature
+//! `ws` adds [`ws::WebSocketUpgrade`]; WebSockets through axum's own
+//! extractor (axum's `ws` feature) and server-sent events ([`sse`]) need no
+//! feature of corepool's.
 
-pub use corepool_runtime::*;
+#![deny(missing_docs)]
+
+/// Server-sent events: axum's, re-exported for convenience. corepool keeps
+/// them alive and ends them on drain, whatever builds the stream.
+pub use corepool_runtime::axum::response::sse;
+/// corepool's own settings, as handlers read them (`ctx.config()`).
+pub use corepool_runtime::config;
+/// Handler helpers: JSON answers, bodies and query strings with 400/408/413 built in.
+pub use corepool_runtime::http;
+/// The heavy-work pool: [`pool::Cancel`] for long jobs, [`pool::JobError`].
+pub use corepool_runtime::pool;
+/// Configuration sections of the service's own.
+pub use corepool_runtime::section;
+/// Testing a service in-process.
+pub use corepool_runtime::testing;
+/// WebSockets with corepool's sizes (feature `ws`).
+#[cfg(feature = "ws")]
+pub use corepool_runtime::ws;
+pub use corepool_runtime::{axum, ApiError, Ctx, Identity, PackageInfo, PoolView, Section, ServeError, Service, ServiceName, Settings, State};
+
+/// corepool's own internals, for its tests and tools; not API (no stability promise).
+#[doc(hidden)]
+pub use corepool_runtime as runtime;
 
 #[cfg(feature = "cli")]
 pub use corepool_ctl as ctl;
