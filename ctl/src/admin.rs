@@ -11,6 +11,7 @@ use corepool_runtime::cli::report;
 use corepool_runtime::config::Config;
 use corepool_runtime::{client, listen, ServiceName};
 
+use crate::capacity;
 use crate::dns::is_dns_name;
 use crate::exporter::{self, ExporterError};
 use crate::nginx::{self, NginxError};
@@ -343,6 +344,10 @@ pub fn nginx_enable(n: &ServiceName, server_names: &[String], out: &mut dyn Writ
         writeln!(out, "{line}")?;
     }
     writeln!(out, "nginx: {n} site enabled, checked and reloaded")?;
+    // WebSockets and SSE streams hold nginx connections: say when nginx.conf allows too few.
+    if let Some(warning) = capacity::check() {
+        writeln!(out, "{warning}")?;
+    }
     Ok(())
 }
 

@@ -123,7 +123,8 @@ pub enum Command {
 pub enum NginxCommand {
     /// Enable the site, check, reload. The first service on a host becomes
     /// nginx's default server (Debian's stock site is disabled); a further
-    /// one answers only its own names.
+    /// one answers only its own names. Says so when nginx.conf's worker
+    /// settings hold fewer than 10,000 WebSocket/SSE streams.
     Enable {
         /// Names this site answers on port 80 before `https` gives it its
         /// domains (needed when another site is the default server)

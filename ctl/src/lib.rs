@@ -28,6 +28,7 @@
 //! | `exporter` | `metrics serve`: the host's scrape endpoint for Prometheus, file_sd targets |
 //! | `units` | systemctl, the enabled set, backend socket drop-ins |
 //! | `hosts` | the hosts behind a front (`front.toml`) |
+//! | `capacity` | how many WebSocket/SSE streams nginx's worker settings hold (`nginx.conf`) |
 //! | `dns` | the DNS-name check every name on the command line passes |
 //! | `table` | the plain-text tables |
 //! | `new` | `corepool new PATH`: a new service crate |
@@ -36,6 +37,7 @@
 #![deny(missing_docs)]
 
 mod admin;
+mod capacity;
 mod commands;
 mod dns;
 mod exporter;

@@ -11,7 +11,9 @@ use std::time::Duration;
 use corepool_runtime::{client, ServiceName};
 use serde::Serialize;
 
+use crate::capacity;
 use crate::hosts::{self, HostsError};
+use crate::nginx;
 use crate::table::columns;
 use crate::units::{self, UnitError};
 
@@ -230,6 +232,11 @@ pub fn status(n: &ServiceName, json: bool, out: &mut dyn Write) -> Result<(), St
         }
         writeln!(out, "Hosts behind this front (nginx: its error log of the last {} s; health: /healthz):", crate::front::FAILING_WINDOW.as_secs())?;
         write!(out, "{}", crate::front::render_status(&crate::front::collect(n, &front)))?;
+    }
+    // Streams through the site hold nginx connections: say when nginx.conf allows too few.
+    let site = nginx::installed() && std::fs::symlink_metadata(nginx::site_enabled(n)).is_ok();
+    if let Some(warning) = capacity::check().filter(|_| site) {
+        writeln!(out, "\n{warning}")?;
     }
     Ok(())
 }
