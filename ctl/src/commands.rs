@@ -37,13 +37,13 @@ pub enum Command {
     /// Restart every instance at once (not rolling).
     Restart,
     /// One row per instance: unit state, pid, CPU, uptime, restarts, memory,
-    /// CPU time, requests, req/s, pool (like `pm2 ls`).
+    /// CPU time, requests, req/s, pool, open WebSocket/SSE streams (like `pm2 ls`).
     Status {
         /// Machine-readable output
         #[arg(long)]
         json: bool,
     },
-    /// Live full-screen view: req/s sparklines, p99, pool, memory, restarts
+    /// Live full-screen view: req/s sparklines, p99, pool, streams, memory, restarts
     /// (like `pm2 monit`); `q` quits. Prints `status` when not on a terminal.
     Top,
     /// The instances' journal, each line tagged with its instance (like `pm2 logs`).

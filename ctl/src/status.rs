@@ -58,10 +58,28 @@ pub struct Row {
     pub pool_busy: Option<u64>,
     pub pool_threads: Option<u64>,
     pub pool_queued: Option<u64>,
+    /// Open upgraded WebSocket connections (`/healthz` `websockets`; 0 from an instance that does not report them).
+    pub websockets: Option<u64>,
+    /// Open server-sent-event streams (`/healthz` `sse`; 0 likewise).
+    pub sse: Option<u64>,
     /// True when the service runs but did not answer within the timeout.
     pub unresponsive: bool,
     /// The instance's last `STATUS=` line.
     pub status: String,
+}
+
+impl Row {
+    /// What the instance said about itself (its `/healthz` document).
+    fn answered(&mut self, id: &serde_json::Value) {
+        self.cpu = id["cpu"].as_u64();
+        self.requests = id["requests"].as_u64();
+        self.pool_busy = id["pool"]["busy"].as_u64();
+        self.pool_threads = id["pool"]["threads"].as_u64();
+        self.pool_queued = id["pool"]["queued"].as_u64();
+        // Instances from before WebSockets and SSE do not count them: none open.
+        self.websockets = Some(id["websockets"].as_u64().unwrap_or(0));
+        self.sse = Some(id["sse"].as_u64().unwrap_or(0));
+    }
 }
 
 fn num(m: &std::collections::HashMap<String, String>, k: &str) -> Option<u64> {
@@ -140,13 +158,7 @@ pub fn collect(n: &ServiceName) -> Result<Vec<Row>, UnitError> {
             .collect();
         for (row, h) in rows.iter_mut().zip(handles) {
             match h.join().ok().flatten() {
-                Some(Some(id)) => {
-                    row.cpu = id["cpu"].as_u64();
-                    row.requests = id["requests"].as_u64();
-                    row.pool_busy = id["pool"]["busy"].as_u64();
-                    row.pool_threads = id["pool"]["threads"].as_u64();
-                    row.pool_queued = id["pool"]["queued"].as_u64();
-                }
+                Some(Some(id)) => row.answered(&id),
                 Some(None) => row.unresponsive = true,
                 None => {}
             }
@@ -179,10 +191,15 @@ fn human_secs(s: u64) -> String {
     }
 }
 
+/// Open WebSockets and SSE streams, `WS/SSE`, of an instance that answered.
+pub fn streams(r: &Row) -> Option<String> {
+    Some(format!("{}/{}", r.websockets?, r.sse?))
+}
+
 /// The `NAME status` table.
 pub fn render_table(rows: &[Row]) -> String {
     let dash = || "-".to_string();
-    let header = ["INST", "SOCKET", "SERVICE", "PID", "CPU", "UPTIME", "RESTARTS", "MEM", "CPU-TIME", "REQUESTS", "REQ/S", "POOL", "QUEUE"];
+    let header = ["INST", "SOCKET", "SERVICE", "PID", "CPU", "UPTIME", "RESTARTS", "MEM", "CPU-TIME", "REQUESTS", "REQ/S", "POOL", "QUEUE", "WS/SSE"];
     let mut table: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
     for r in rows {
         let service = if r.unresponsive { format!("{} UNRESPONSIVE", r.service) } else { r.service.clone() };
@@ -203,6 +220,7 @@ pub fn render_table(rows: &[Row]) -> String {
                 _ => dash(),
             },
             r.pool_queued.map(|q| q.to_string()).unwrap_or_else(dash),
+            streams(r).unwrap_or_else(dash),
         ]);
     }
     let mut s = columns(&table);
@@ -264,6 +282,8 @@ mod tests {
                 pool_busy: Some(1),
                 pool_threads: Some(1),
                 pool_queued: Some(3),
+                websockets: Some(12),
+                sse: Some(4),
                 unresponsive: false,
                 status: "120 req/s".into(),
             },
@@ -275,9 +295,24 @@ mod tests {
         assert!(lines[0].starts_with("INST  SOCKET"), "{t}");
         assert!(lines[1].contains("4242") && lines[1].contains("2m5s") && lines[1].contains("3.3M") && lines[1].contains("10234"), "{t}");
         assert!(lines[1].contains("1/1") && lines[1].contains("120"), "{t}");
+        let last = |l: &str| l.split_whitespace().last().map(String::from);
+        assert!(last(lines[0]).as_deref() == Some("WS/SSE") && last(lines[1]).as_deref() == Some("12/4"), "open streams: {t}");
+        assert_eq!(last(lines[2]).as_deref(), Some("-"), "none shown for a stopped instance: {t}");
         assert!(lines[2].starts_with("1 ") && lines[2].contains("inactive/dead") && lines[2].contains("listening"), "{t}");
         assert!(lines[3].starts_with("2*") && lines[3].contains("UNRESPONSIVE"), "{t}");
         assert!(t.ends_with("* loaded but not enabled\n"));
+    }
+
+    #[test]
+    fn open_streams_come_from_healthz_and_default_to_none_open() {
+        let mut r = Row::default();
+        r.answered(&serde_json::json!({"cpu": 1, "requests": 5, "pool": {"busy": 0, "threads": 1, "queued": 0}, "websockets": 7, "sse": 2}));
+        assert_eq!((r.websockets, r.sse, r.requests), (Some(7), Some(2), Some(5)));
+        assert_eq!(streams(&r).as_deref(), Some("7/2"));
+        let mut old = Row::default();
+        old.answered(&serde_json::json!({"cpu": 0, "requests": 1}));
+        assert_eq!(streams(&old).as_deref(), Some("0/0"), "an instance without the fields");
+        assert_eq!(streams(&Row::default()), None, "one that did not answer");
     }
 
     #[test]

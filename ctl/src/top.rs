@@ -1,7 +1,7 @@
 //! `NAME top`: a live full-screen view of the instances (like `pm2 monit`):
-//! per-instance req/s sparkline, p99 latency, pool busy/queue, memory,
-//! restarts. Refreshes every second; `q` or Esc quits. Without a terminal it
-//! prints the `status` table once instead.
+//! per-instance req/s sparkline, p99 latency, pool busy/queue, open
+//! WebSocket/SSE streams, memory, restarts. Refreshes every second; `q` or
+//! Esc quits. Without a terminal it prints the `status` table once instead.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{IsTerminal, Write};
@@ -111,7 +111,7 @@ impl App {
                 .style(Style::default().add_modifier(Modifier::BOLD)),
             areas[0],
         );
-        let header = TRow::new(["INST", "SERVICE", "PID", "CPU", "REQ/S", "P99", "POOL", "QUEUE", "MEM", "RESTARTS"])
+        let header = TRow::new(["INST", "SERVICE", "PID", "CPU", "REQ/S", "P99", "POOL", "QUEUE", "WS/SSE", "MEM", "RESTARTS"])
             .style(Style::default().add_modifier(Modifier::BOLD));
         let rows = self.rows.iter().map(|r| {
             let t = self.tracks.get(&r.instance);
@@ -137,11 +137,12 @@ impl App {
                     _ => "-".into(),
                 }),
                 Cell::from(opt(r.pool_queued)),
+                Cell::from(status::streams(r).unwrap_or_else(|| "-".into())),
                 Cell::from(r.memory_bytes.map(|b| format!("{:.1}M", b as f64 / 1048576.0)).unwrap_or_else(|| "-".into())),
                 Cell::from(r.restarts.to_string()),
             ])
         });
-        let widths = [16, 26, 8, 4, 8, 10, 6, 6, 8, 8].map(Constraint::Length);
+        let widths = [16, 26, 8, 4, 8, 10, 6, 6, 9, 8, 8].map(Constraint::Length);
         f.render_widget(Table::new(rows, widths).header(header).block(Block::default().borders(Borders::ALL).title(" instances ")), areas[1]);
 
         let spark_area = areas[2];
