@@ -6,12 +6,24 @@
 use std::io::{Read, Write};
 use std::time::Duration;
 
+/// Why a request to an instance failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("{addr}: {error}")]
-    Io { addr: String, error: std::io::Error },
+    /// Connecting, writing or reading failed (the cause is the source).
+    #[error("{addr}")]
+    Io {
+        /// Where the request went (`unix:/run/...` or `HOST:PORT`).
+        addr: String,
+        /// What failed.
+        #[source]
+        error: std::io::Error,
+    },
+    /// The answer is not an HTTP response.
     #[error("{addr}: malformed response")]
-    Malformed { addr: String },
+    Malformed {
+        /// Where the request went.
+        addr: String,
+    },
 }
 
 /// Status and body of one `GET`.

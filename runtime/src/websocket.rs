@@ -77,7 +77,8 @@ impl Slot {
     }
 
     fn take(&self) -> Option<Armed> {
-        if !self.armed.swap(false, Ordering::AcqRel) {
+        // A load first: this is asked on every read and write of every connection.
+        if !self.armed.load(Ordering::Acquire) || !self.armed.swap(false, Ordering::AcqRel) {
             return None;
         }
         self.pending.lock().unwrap_or_else(|p| p.into_inner()).take()
@@ -86,14 +87,16 @@ impl Slot {
 
 /// A connection's stream: plain until armed, then a WebSocket (module docs).
 pub(crate) struct Tap<IO> {
+    // Before `io`: fields drop in order, and `Ws` must leave the registry of
+    // sockets (`Streams::forget`) before the descriptor is closed.
+    ws: Option<Box<Ws>>,
     io: IO,
     slot: Arc<Slot>,
-    ws: Option<Box<Ws>>,
 }
 
 impl<IO> Tap<IO> {
     pub(crate) fn new(io: IO, slot: Arc<Slot>) -> Tap<IO> {
-        Tap { io, slot, ws: None }
+        Tap { ws: None, io, slot }
     }
 }
 
