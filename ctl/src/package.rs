@@ -451,7 +451,7 @@ mod tests {
             let mut cur = &table;
             let parts: Vec<&str> = key.split('.').collect();
             for p in &parts[..parts.len() - 1] {
-                cur = cur[*p].as_table().unwrap_or_else(|| panic!("{key} missing from {}", n.config_path().display()));
+                cur = cur.get(*p).and_then(|v| v.as_table()).unwrap_or_else(|| panic!("{key} missing from {}", n.config_path().display()));
             }
             assert!(cur.contains_key(*parts.last().unwrap()), "{key} missing from the packaged file");
         }
