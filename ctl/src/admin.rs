@@ -92,7 +92,7 @@ fn wait_ready(n: &ServiceName, i: u32, out: &mut dyn Write) -> Result<(), AdminE
                 return Ok(());
             }
             Ok((status, body)) => last = format!("/readyz answered {status}: {body}"),
-            Err(e) => last = e.to_string(),
+            Err(e) => last = report(&e),
         }
         let state = units::show(&[n.service_unit(i)], &["ActiveState"])?;
         if state.first().and_then(|m| m.get("ActiveState")).is_some_and(|s| s == "failed") {

@@ -31,6 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use corepool_runtime::cli::report;
 use corepool_runtime::config::MetricsConfig;
 use corepool_runtime::notify::Notifier;
 use corepool_runtime::ServiceName;
@@ -208,7 +209,7 @@ impl Exporter {
         match units::enabled(n) {
             Ok(list) if list.contains(&i) => {}
             Ok(_) => return text(StatusCode::NOT_FOUND, format!("{n}@{i} is not enabled\n")),
-            Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+            Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("{}\n", report(&e))),
         }
         let state = units::show(&[n.service_unit(i)], &["ActiveState", "SubState"]).ok().and_then(|v| v.into_iter().next()).unwrap_or_default();
         let active = state.get("ActiveState").map(String::as_str).unwrap_or("unknown");
@@ -219,7 +220,7 @@ impl Exporter {
         match client::get(&n.socket_addr(i), "/metrics", INSTANCE_TIMEOUT) {
             Ok((200, body)) => metrics_response(body),
             Ok((status, _)) => text(StatusCode::BAD_GATEWAY, format!("{n}@{i} answered {status}\n")),
-            Err(e) => text(StatusCode::GATEWAY_TIMEOUT, format!("{n}@{i} did not answer within {INSTANCE_TIMEOUT:?}: {e}\n")),
+            Err(e) => text(StatusCode::GATEWAY_TIMEOUT, format!("{n}@{i} did not answer within {INSTANCE_TIMEOUT:?}: {}\n", report(&e))),
         }
     }
 
