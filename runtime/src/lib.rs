@@ -13,7 +13,7 @@
 //! | module | owns |
 //! |---|---|
 //! | `service` | [`Service`]: the service's name, its config sections and its router, composed with corepool's |
-//! | `server` | [`run`](server) and `Server::serve(listeners, shutdown)`: the accept loop, SIGHUP, the drain's sequence |
+//! | `server` | `run` and `Server::serve(listeners, shutdown)`: the accept loop, SIGHUP, the drain's sequence |
 //! | `state` | [`State`]: what an instance shares between connections, requests and tasks |
 //! | `conn` | the listeners behind one abstraction, the stream connections are served on, accept errors |
 //! | `request` | the per-request wrapper: request id, limits, panics, JSON errors, Cache-Control, metrics, access lines |

@@ -9,7 +9,7 @@
 //! * a job whose requester went away (client disconnect) is cancelled the same way;
 //! * a panicking job fails only its own request; the thread survives;
 //! * pool threads run at lower priority (nice 10 by default, `pool.nice`/`pool.sched`) than the event loop,
-//!   with a floor under their CPU share while busy (`pool.min_share`, see [`crate::share`]);
+//!   with a floor under their CPU share while busy (`pool.min_share`, corepool's `share` module);
 //! * [`Pool::stalled`] reports a job stuck far past its deadline, so the
 //!   watchdog can stop pinging and systemd restarts the instance.
 

@@ -172,7 +172,7 @@ impl Service {
         Ok(app.route_layer(crate::scope::NoteRoute).with_state(()))
     }
 
-    /// Loads the configuration and serves until SIGTERM (see [`crate::server`]).
+    /// Loads the configuration and serves until SIGTERM (the drain: docs/architecture.md).
     pub fn serve(self, source: Source, overrides: Vec<Override>) -> Result<(), ServeError> {
         let service = self.name()?.clone();
         let schema = self.schema()?;
