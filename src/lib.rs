@@ -16,6 +16,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use corepool::http::{json, query_u64, query_value, read_body, read_json, ApiError};
 use corepool::pool::{Cancel, JobError};
+use corepool::section::InvalidSetting;
 use corepool::{Ctx, Settings};
 use http::header::{HeaderValue, CACHE_CONTROL};
 use serde::{Deserialize, Serialize};
@@ -52,9 +53,9 @@ impl corepool::Section for ComputeConfig {
         max-age; the same n always gives the same sum); \"0s\": no-store.\n\
         inline: benchmarks only (the \"without workers\" comparison): run the\n\
         loop on the event loop, blocking the instance while it runs.";
-    fn validate(&self) -> Result<(), (String, String)> {
+    fn validate(&self) -> Result<(), InvalidSetting> {
         if self.max_n < 1 {
-            return Err(("max_n".into(), "must be at least 1".into()));
+            return Err(InvalidSetting::new("max_n", "must be at least 1"));
         }
         Ok(())
     }
@@ -85,8 +86,8 @@ impl corepool::Section for PasswordConfig {
     const DOC: &'static str = "POST /v1/password/hash and /verify (live): argon2id cost (OWASP\n\
         minimum: 19456 KiB, 2 iterations, 1 lane) and the longest password\n\
         accepted, in bytes. /verify refuses a hash asking for more than 4x this cost.";
-    fn validate(&self) -> Result<(), (String, String)> {
-        let bad = |k: &str, m: &str| Err((k.to_string(), m.to_string()));
+    fn validate(&self) -> Result<(), InvalidSetting> {
+        let bad = |k: &str, m: &str| Err(InvalidSetting::new(k, m));
         if !(1..=16).contains(&self.parallelism) {
             return bad("parallelism", "must be 1..=16");
         }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::listen::ListenAddr;
+use crate::section::InvalidSetting;
 
 /// Bodies read with [`crate::http::read_json`] are capped at this size regardless of `http.max_body`.
 pub const JSON_BODY_LIMIT: usize = 64 * 1024;
@@ -319,17 +320,17 @@ impl Default for LogConfig {
     }
 }
 
-/// Range checks serde cannot express. Returns the offending key.
-pub fn validate(c: &Config) -> Result<(), (String, String)> {
-    fn check(ok: bool, key: &str, msg: impl fmt::Display) -> Result<(), (String, String)> {
+/// Range checks serde cannot express; the error names the offending key.
+pub fn validate(c: &Config) -> Result<(), InvalidSetting> {
+    fn check(ok: bool, key: &str, msg: impl fmt::Display) -> Result<(), InvalidSetting> {
         if ok {
             Ok(())
         } else {
-            Err((key.to_string(), msg.to_string()))
+            Err(InvalidSetting::new(key, msg))
         }
     }
     let ms = Duration::from_millis;
-    c.listen.parse::<ListenAddr>().map_err(|e| ("listen".to_string(), e))?;
+    c.listen.parse::<ListenAddr>().map_err(|e| InvalidSetting::new("listen", e))?;
     check(c.shutdown_timeout >= ms(1), "shutdown_timeout", "must be at least 1ms")?;
     check((1..=1 << 30).contains(&c.http.max_body), "http.max_body", "must be 1..=1073741824 bytes")?;
     check((8192..=1 << 20).contains(&c.http.max_header_bytes), "http.max_header_bytes", "must be 8192..=1048576")?;
@@ -354,7 +355,7 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
     check((0..=19).contains(&c.pool.nice), "pool.nice", "must be 0..=19 (pool threads may only lower their priority)")?;
     check((0.0..=1.0).contains(&c.pool.min_share), "pool.min_share", "must be between 0 and 1 (a share of one CPU)")?;
     for a in &c.backend.allow {
-        parse_net(a).map_err(|e| ("backend.allow".to_string(), e))?;
+        parse_net(a).map_err(|e| InvalidSetting::new("backend.allow", e))?;
     }
     check(c.backend.port_base >= 1, "backend.port_base", "must be 1..=65535")?;
     check(
@@ -363,12 +364,12 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
         "must be HOST:PORT with an IP address (e.g. 127.0.0.1:9500, [::1]:9500), or empty",
     )?;
     for a in &c.metrics.allow {
-        parse_net(a).map_err(|e| ("metrics.allow".to_string(), e))?;
+        parse_net(a).map_err(|e| InvalidSetting::new("metrics.allow", e))?;
     }
     check(
         c.backend.bind.is_empty() || c.backend.bind.parse::<std::net::IpAddr>().is_ok(),
         "backend.bind",
         "must be an IP address, or empty for every address",
     )?;
-    tracing_subscriber::EnvFilter::try_new(&c.log.level).map(|_| ()).map_err(|e| ("log.level".to_string(), format!("not a valid filter: {e}")))
+    tracing_subscriber::EnvFilter::try_new(&c.log.level).map(|_| ()).map_err(|e| InvalidSetting::new("log.level", format!("not a valid filter: {e}")))
 }

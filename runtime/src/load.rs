@@ -234,10 +234,10 @@ pub fn parse(path: &Path, text: Option<&str>, overrides: &[Override], schema: &S
         // Defaults are valid (tested), so this only happens for impossible states.
         ConfigError::Override { origin: "default".into(), key, msg }
     };
-    config::validate(&config).map_err(|(key, msg)| located(key, msg))?;
+    config::validate(&config).map_err(|e| located(e.key, e.message))?;
     let mut sections = Sections::default();
     for (s, v) in schema.sections.iter().zip(values) {
-        s.validate(&v).map_err(|(key, msg)| located(format!("{}.{key}", s.name), msg))?;
+        s.validate(&v).map_err(|e| located(format!("{}.{}", s.name, e.key), e.message))?;
         sections.insert(s, v);
     }
     Ok(Loaded { config, sections, file: text.map(|_| path.to_path_buf()) })
@@ -398,9 +398,9 @@ mod tests {
     }
     impl Section for Greeting {
         const NAME: &'static str = "greeting";
-        fn validate(&self) -> Result<(), (String, String)> {
+        fn validate(&self) -> Result<(), crate::section::InvalidSetting> {
             if self.limits.max_name == 0 {
-                return Err(("limits.max_name".into(), "must be at least 1".into()));
+                return Err(crate::section::InvalidSetting::new("limits.max_name", "must be at least 1"));
             }
             Ok(())
         }

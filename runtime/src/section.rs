@@ -3,7 +3,7 @@
 //! `config check` and SIGHUP reload.
 //!
 //! ```
-//! use corepool_runtime::Section;
+//! use corepool_runtime::section::{InvalidSetting, Section};
 //! use serde::{Deserialize, Serialize};
 //!
 //! /// `[greeting]` in /etc/myapp/myapp.toml.
@@ -15,9 +15,9 @@
 //!
 //! impl Section for Greeting {
 //!     const NAME: &'static str = "greeting";
-//!     fn validate(&self) -> Result<(), (String, String)> {
+//!     fn validate(&self) -> Result<(), InvalidSetting> {
 //!         if self.text.len() > 100 {
-//!             return Err(("text".into(), "must be at most 100 bytes".into()));
+//!             return Err(InvalidSetting::new("text", "must be at most 100 bytes"));
 //!         }
 //!         Ok(())
 //!     }
@@ -25,8 +25,8 @@
 //! ```
 //!
 //! Register it with `Service::section::<Greeting>()`; handlers read the
-//! current value with the [`crate::http::Section`] extractor (or
-//! [`crate::Ctx::section`]), which follows SIGHUP reloads.
+//! current value with the [`crate::Settings`] extractor (or
+//! [`crate::State::section`] through [`crate::Ctx`]), which follows SIGHUP reloads.
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
@@ -49,10 +49,28 @@ pub trait Section: Serialize + DeserializeOwned + Default + Clone + Send + Sync 
     /// section in the packaged configuration file.
     const DOC: &'static str = "";
 
-    /// Checks serde cannot express. `Err((key, message))` names the key
-    /// inside this section (`"text"`, or `"limits.max"` for a nested table).
-    fn validate(&self) -> Result<(), (String, String)> {
+    /// Checks serde cannot express. The error names the key inside this
+    /// section (`"text"`, or `"limits.max"` for a nested table); the loader
+    /// reports it with the file, line and whole key (`greeting.text`).
+    fn validate(&self) -> Result<(), InvalidSetting> {
         Ok(())
+    }
+}
+
+/// A setting that fails a check serde cannot express: which key, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct InvalidSetting {
+    /// The key, relative to its section (`text`, `limits.max`).
+    pub key: String,
+    /// What is wrong with its value (`must be at most 100 bytes`).
+    pub message: String,
+}
+
+impl InvalidSetting {
+    /// `key` is invalid because `message`.
+    pub fn new(key: impl Into<String>, message: impl std::fmt::Display) -> InvalidSetting {
+        InvalidSetting { key: key.into(), message: message.to_string() }
     }
 }
 
@@ -69,7 +87,7 @@ pub struct SectionSpec {
     parse: fn(&str, &'static str) -> Result<Value, toml::de::Error>,
     to_table: fn(&Value) -> Result<toml::Table, String>,
     from_table: fn(toml::Table) -> Result<Value, String>,
-    validate: fn(&Value) -> Result<(), (String, String)>,
+    validate: fn(&Value) -> Result<(), InvalidSetting>,
 }
 
 impl std::fmt::Debug for SectionSpec {
@@ -121,7 +139,7 @@ impl SectionSpec {
         (self.from_table)(t)
     }
 
-    pub(crate) fn validate(&self, v: &Value) -> Result<(), (String, String)> {
+    pub(crate) fn validate(&self, v: &Value) -> Result<(), InvalidSetting> {
         (self.validate)(v)
     }
 

@@ -6,6 +6,7 @@
 use axum::extract::Path;
 use axum::routing::get;
 use axum::{Json, Router};
+use corepool::section::InvalidSetting;
 use corepool::{ApiError, Ctx, Settings};
 use serde::{Deserialize, Serialize};
 
@@ -27,9 +28,9 @@ impl Default for Greeting {
 impl corepool::Section for Greeting {
     const NAME: &'static str = "greeting";
 
-    fn validate(&self) -> Result<(), (String, String)> {
+    fn validate(&self) -> Result<(), InvalidSetting> {
         if self.text.is_empty() || self.text.len() > 64 {
-            return Err(("text".into(), "must be 1 to 64 bytes".into()));
+            return Err(InvalidSetting::new("text", "must be 1 to 64 bytes"));
         }
         Ok(())
     }
