@@ -212,7 +212,7 @@ fn healthcheck(url: &str) -> Result<(), ServeError> {
     match crate::client::get(addr, &path, std::time::Duration::from_secs(2)) {
         Ok((200, _)) => Ok(()),
         Ok((status, body)) => Err(ServeError::Usage(format!("{url} answered {status}: {}", body.trim()))),
-        Err(e) => Err(ServeError::Usage(format!("{url}: {e}"))),
+        Err(e) => Err(ServeError::Usage(format!("{url}: {}", report(&e)))),
     }
 }
 
