@@ -1,8 +1,9 @@
-#!/bin/sh
+#!/bin/bash
 # nginx in compose: the packaged site's templates filled in for the `app`
 # replicas, HTTPS once certbot has a certificate for $DOMAIN, and a reload
-# whenever that changes (a first certificate, a renewal). Then nginx itself.
-set -eu
+# whenever that changes (a first certificate, a renewal); nginx's workers
+# sized for long-lived streams. Then nginx itself.
+set -euo pipefail
 
 T=/etc/corepool/templates
 D=/etc/nginx/conf.d/app
@@ -51,12 +52,41 @@ TLS
     fill "$T/site.conf" | sed "s|/etc/$NAME/nginx/|$D/|g" >/etc/nginx/conf.d/app.conf
 }
 
+# Streams (WebSockets, SSE) hold connections for as long as they are open;
+# in this container nginx.conf is ours (on a host it is the administrator's),
+# so its workers are sized for them here:
+# - each proxied stream takes two of a worker's worker_connections (the
+#   client's and the replica's) and two files: the image's 1024 (Debian's
+#   768) is a few hundred streams per worker. Half the files the container
+#   may open (its hard limit, at most 65536) go to each worker;
+# - a reload (a new certificate, a scale) starts new workers, and the old
+#   ones finish what they have: a WebSocket or SSE stream, kept alive by its
+#   pings, would keep them forever. After 10 s they close what is left, and
+#   those clients reconnect to the new workers.
+tune_workers() {
+    local conf=/etc/nginx/nginx.conf files
+    files=$(ulimit -Hn)
+    if [ "$files" = unlimited ] || [ "$files" -gt 65536 ]; then files=65536; fi
+    # (Left as it is unless that is more than 1024.)
+    if [ $((files / 2)) -gt 1024 ]; then
+        sed -i -E "s/^(\s*)worker_connections\s+[0-9]+;/\1worker_connections $((files / 2));/" "$conf"
+    fi
+    for d in "worker_rlimit_nofile $files" "worker_shutdown_timeout 10s"; do
+        if grep -Eq "^\s*${d%% *}\s" "$conf"; then
+            sed -i -E "s/^(\s*)${d%% *}\s+[^;]+;/\1$d;/" "$conf"
+        else
+            sed -i "1i $d;" "$conf"
+        fi
+    done
+}
+
 state() {
     ls -l --time-style=+%s "/etc/letsencrypt/live/$DOMAIN/fullchain.pem" /etc/letsencrypt/.renewed 2>/dev/null || true
 }
 
 # Debian's stock site would claim port 80 too (images built on Debian's nginx).
 rm -f /etc/nginx/sites-enabled/default /etc/nginx/conf.d/default.conf
+tune_workers
 render
 last=$(state)
 (
