@@ -149,16 +149,25 @@ async fn handle_accept_error(e: io::Error) {
     tokio::time::sleep(ACCEPT_BACKOFF).await;
 }
 
+/// How connections are served: HTTP/1.1 only (hyper's own HTTP/1 server,
+/// nothing read ahead to guess the version), or also HTTP/2 with prior
+/// knowledge (`http.h2c`: hyper-util's auto-detection).
+pub(crate) enum Protocols {
+    Http1(hyper::server::conn::http1::Builder),
+    Auto(Box<auto::Builder<TokioExecutor>>),
+}
+
 /// hyper's settings from corepool's (fixed at start).
-pub(crate) fn http_builder(cfg: &Config) -> auto::Builder<TokioExecutor> {
+pub(crate) fn protocols(cfg: &Config) -> Protocols {
+    if !cfg.http.h2c {
+        let mut b = hyper::server::conn::http1::Builder::new();
+        b.timer(TokioTimer::new()).keep_alive(true).header_read_timeout(cfg.http.header_timeout).max_buf_size(cfg.http.max_header_bytes);
+        return Protocols::Http1(b);
+    }
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1().timer(TokioTimer::new()).keep_alive(true).header_read_timeout(cfg.http.header_timeout).max_buf_size(cfg.http.max_header_bytes);
     b.http2().timer(TokioTimer::new()).keep_alive_interval(Some(Duration::from_secs(30)));
-    if cfg.http.h2c {
-        b
-    } else {
-        b.http1_only()
-    }
+    Protocols::Auto(Box::new(b))
 }
 
 #[cfg(test)]

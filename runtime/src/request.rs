@@ -91,59 +91,22 @@ where
         (cfg.log.access, cfg.http.max_body as usize)
     };
     let (method, uri, version) = (req.method().clone(), req.uri().clone(), req.version());
-    let websocket = is_websocket_handshake(&req);
-    let place = if websocket { Some(websocket_place(&state)) } else { None };
-
-    let (mut resp, route, place) = match place {
-        Some(Err(refused)) => (refused.into_response(), Route::Unmatched, None),
-        place => {
-            let mut req = req.map(|b| Body::new(Limited::new(b, max_body)));
-            // The limit is corepool's, above: axum's extractors must not add their own.
-            axum::extract::DefaultBodyLimit::disable().apply(&mut req);
-            let (resp, route) = route(&state, app, req, started).await;
-            (resp, route, place.map(Result::ok))
-        }
-    };
-    let switched = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
-    match (place, switched, upgrade) {
-        (Some(Some(permit)), true, Some(slot)) => slot.arm(permit, state.clone()),
-        (Some(_), false, _) => {
-            handshake_error_as_json(&mut resp).await;
-            if resp.status() == StatusCode::BAD_REQUEST {
-                resp.headers_mut().insert(http::header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
-            }
-        }
-        _ => {}
-    }
-    corepool_errors(&mut resp, &method, uri.path());
-    let headers = resp.headers_mut();
-    headers.insert(X_REQUEST_ID.clone(), id.clone());
-    if !switched {
-        // Nothing is cacheable unless its handler says so (see README: caching).
-        headers.entry(CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
-        if state.is_shutting_down() {
-            // Draining: the client (nginx) closes this connection after the
-            // answer, instead of us closing it under a request it is sending.
-            headers.insert(CONNECTION, HeaderValue::from_static("close"));
-        }
-        if sse::is_event_stream(headers) {
-            // nginx passes each event on as it comes, whatever the site's buffering.
-            headers.insert(X_ACCEL_BUFFERING.clone(), HeaderValue::from_static("no"));
-            resp = resp.map(|b| Body::new(SseBody::new(b, &state)));
+    let done = Done { started, id, access, method, uri, version };
+    // A WebSocket handshake takes its place first; without one it is refused here.
+    let mut place = None;
+    // hyper marks a request that asks for an upgrade (a cheap look, unlike a header's).
+    let asks = req.extensions().get::<hyper::upgrade::OnUpgrade>().is_some();
+    if upgrade.is_some() && asks && is_websocket_handshake(&req) {
+        match websocket_place(&state) {
+            Ok(p) => place = Some(p),
+            Err(refused) => return Ok(done.finish(&state, refused.into_response(), Route::Unmatched)),
         }
     }
-    let elapsed = started.elapsed();
-    let status = resp.status().as_u16();
-    if access {
-        state.access.write(&Entry { method: &method, uri: &uri, version, status, elapsed, id: id.as_bytes() });
-    }
-    state.metrics.observe(route, status, elapsed);
-    Ok(resp)
-}
-
-/// The service's router on one request, inside its scope, with spans when
-/// recorded; gives the response and the route it matched.
-async fn route(state: &Arc<State>, app: Router, req: Request<Body>, started: Instant) -> (Response, Route) {
+    let mut req = req.map(|b| Body::new(Limited::new(b, max_body)));
+    // The limit is corepool's, above: axum's extractors must not add their own.
+    axum::extract::DefaultBodyLimit::disable().apply(&mut req);
+    // Inline, not a function of its own: this future is the biggest part of
+    // every request's, and each move of it is a copy.
     let routed = scope::run(state.clone(), catch_panic(app.oneshot(req)));
     let (routed, matched) = match &state.spans {
         None => routed.await,
@@ -152,19 +115,70 @@ async fn route(state: &Arc<State>, app: Router, req: Request<Body>, started: Ins
                 let route = m.as_ref().map_or(Route::UNMATCHED, |m| m.as_str()).to_string();
                 (route, r.as_ref().ok().map_or(500, |r| r.as_ref().map_or(500, |r| r.status().as_u16())))
             };
-            rec.record(started, route_status, routed).await
+            rec.record(done.started, route_status, routed).await
         }
     };
     let route = match matched {
         Some(m) => Route::Matched(m),
         None => Route::Unmatched,
     };
-    let resp = match routed {
+    let mut resp = match routed {
         Ok(Ok(resp)) => resp,
         Ok(Err(never)) => match never {},
         Err(panic) => handler_panicked(&panic, route.as_str()),
     };
-    (resp, route)
+    if let (Some(permit), Some(slot)) = (place, upgrade) {
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            slot.arm(permit, state.clone());
+        } else {
+            // Rare: boxed, so that every request's future stays small.
+            Box::pin(handshake_error_as_json(&mut resp)).await;
+        }
+    }
+    Ok(done.finish(&state, resp, route))
+}
+
+/// What the end of a request needs from its start.
+struct Done {
+    started: Instant,
+    id: HeaderValue,
+    access: bool,
+    method: http::Method,
+    uri: http::Uri,
+    version: http::Version,
+}
+
+impl Done {
+    /// corepool's headers on the response, an event stream's body wrapped,
+    /// the access line and the metrics.
+    fn finish(self, state: &Arc<State>, mut resp: Response, route: Route) -> Response {
+        corepool_errors(&mut resp, &self.method, self.uri.path());
+        let switched = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+        let headers = resp.headers_mut();
+        headers.insert(X_REQUEST_ID.clone(), self.id.clone());
+        if !switched {
+            // Nothing is cacheable unless its handler says so (see README: caching).
+            headers.entry(CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+            if state.is_shutting_down() {
+                // Draining: the client (nginx) closes this connection after the
+                // answer, instead of us closing it under a request it is sending.
+                headers.insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            // An event stream has no length: answers that have one skip the look.
+            if resp.body().size_hint().exact().is_none() && sse::is_event_stream(resp.headers()) {
+                // nginx passes each event on as it comes, whatever the site's buffering.
+                resp.headers_mut().insert(X_ACCEL_BUFFERING.clone(), HeaderValue::from_static("no"));
+                resp = resp.map(|b| Body::new(SseBody::new(b, state)));
+            }
+        }
+        let elapsed = self.started.elapsed();
+        let status = resp.status().as_u16();
+        if self.access {
+            state.access.write(&Entry { method: &self.method, uri: &self.uri, version: self.version, status, elapsed, id: self.id.as_bytes() });
+        }
+        state.metrics.observe(route, status, elapsed);
+        resp
+    }
 }
 
 /// A WebSocket's place on this instance, or the 503 that says why there is none.
@@ -183,27 +197,26 @@ fn websocket_place(state: &State) -> Result<tokio::sync::OwnedSemaphorePermit, A
 }
 
 /// A handshake the handler's extractor refused (axum answers in plain text:
-/// wrong version, missing key) becomes corepool's JSON error, same status.
+/// wrong version, missing key) becomes corepool's JSON error, same status;
+/// a 400 says which version this server speaks (RFC 6455 §4.4).
 async fn handshake_error_as_json(resp: &mut Response) {
     let status = resp.status();
     let plain = resp.headers().get(CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/plain"));
     let small = resp.body().size_hint().exact().is_some_and(|n| n <= 1024);
-    if !(status.is_client_error() && plain && small) {
-        return;
+    if status.is_client_error() && plain && small {
+        let body = std::mem::take(resp.body_mut());
+        let text = body.collect().await.map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned()).unwrap_or_default();
+        let ext = std::mem::take(resp.extensions_mut());
+        let mut headers = std::mem::take(resp.headers_mut());
+        *resp = ApiError::new(status, format!("WebSocket handshake refused: {text}")).into_response();
+        headers.remove(CONTENT_TYPE);
+        headers.remove(http::header::CONTENT_LENGTH);
+        resp.headers_mut().extend(headers);
+        *resp.extensions_mut() = ext;
     }
-    let body = std::mem::take(resp.body_mut());
-    let text = body.collect().await.map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned()).unwrap_or_default();
-    let mut err = ApiError::new(status, format!("WebSocket handshake refused: {text}"));
-    if status == StatusCode::BAD_REQUEST && text.contains("Sec-WebSocket-Version") {
-        err.message.push_str(" (this server speaks version 13)");
+    if status == StatusCode::BAD_REQUEST {
+        resp.headers_mut().insert(http::header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
     }
-    let ext = std::mem::take(resp.extensions_mut());
-    let mut headers = std::mem::take(resp.headers_mut());
-    *resp = err.into_response();
-    headers.remove(CONTENT_TYPE);
-    headers.remove(http::header::CONTENT_LENGTH);
-    resp.headers_mut().extend(headers);
-    *resp.extensions_mut() = ext;
 }
 
 /// axum's own 404 and 405 have empty bodies; corepool answers JSON like

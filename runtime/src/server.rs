@@ -18,18 +18,18 @@
 //! request into it, which is what fails non-idempotent requests.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Config;
-use crate::conn::{self, Listeners, Socket};
-use crate::drain::Tracked;
+use crate::conn::{self, Listeners, Protocols, Socket};
+use crate::drain::{Signal, TrackGuard, Tracked, Waiter};
 use crate::linger::Linger;
 use crate::listen::{self, ListenAddr, ListenError, Listener};
 use crate::load::{self, ConfigError, Loaded, Override, Schema, Source};
@@ -154,8 +154,10 @@ pub(crate) struct Server {
 struct Shared {
     state: Arc<State>,
     app: Router,
-    builder: hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
-    graceful: GracefulShutdown,
+    protocols: Protocols,
+    /// The drain's last step: pre-drain connections still idle are closed,
+    /// busy ones after their answer.
+    close_idle: Arc<Signal>,
     /// Connections accepted before the drain began, and during it.
     before: Arc<Tracked>,
     during: Arc<Tracked>,
@@ -163,38 +165,60 @@ struct Shared {
 
 impl Shared {
     /// Serves one connection in a task of its own. One accepted before the
-    /// drain is closed by the drain's last step if still idle (`graceful`);
-    /// one accepted during the drain is not: its client (nginx) writes its
-    /// first request right after connecting, and closing it in between would
-    /// lose that request. It ends after its first answer (`Connection:
-    /// close`), or at http.header_timeout if nothing comes.
+    /// drain is closed by the drain's last step if still idle
+    /// (`close_idle`); one accepted during the drain is not: its client
+    /// (nginx) writes its first request right after connecting, and closing
+    /// it in between would lose that request. It ends after its first answer
+    /// (`Connection: close`), or at http.header_timeout if nothing comes.
     fn spawn(&self, socket: Socket, permit: OwnedSemaphorePermit, draining: bool) {
-        let watcher = (!draining).then(|| self.graceful.watcher());
+        let close_idle = (!draining).then(|| self.close_idle.waiter());
         let guard = if draining { self.during.track() } else { self.before.track() };
         let state = self.state.clone();
         let app = self.app.clone();
         let slot = Arc::new(Slot::default());
         let io = TokioIo::new(Tap::new(Linger::new(socket), slot.clone()));
-        let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-            let upgrade = req.headers().contains_key(http::header::UPGRADE).then(|| slot.clone());
-            request::handle(state.clone(), app.clone(), upgrade, req)
-        });
-        let conn = self.builder.serve_connection_with_upgrades(io, svc).into_owned();
-        let state = self.state.clone();
-        tokio::spawn(async move {
-            state.metrics.connections.inc();
-            let result = match watcher {
-                Some(w) => w.watch(conn).await,
-                None => conn.await,
-            };
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "connection ended with an error");
+        let svc =
+            hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| request::handle(state.clone(), app.clone(), Some(slot.clone()), req));
+        let held = (self.state.clone(), guard, permit);
+        match &self.protocols {
+            Protocols::Http1(b) => {
+                let conn = b.serve_connection(io, svc).with_upgrades();
+                tokio::spawn(serve_connection(conn, close_idle, hyper::server::conn::http1::UpgradeableConnection::graceful_shutdown, held));
             }
-            state.metrics.connections.dec();
-            drop(guard);
-            drop(permit);
-        });
+            Protocols::Auto(b) => {
+                let conn = b.serve_connection_with_upgrades(io, svc).into_owned();
+                tokio::spawn(serve_connection(conn, close_idle, hyper_util::server::conn::auto::UpgradeableConnection::graceful_shutdown, held));
+            }
+        }
     }
+}
+
+/// One connection to its end (an upgrade ends it too: the stream is then
+/// its handler's), shut down gracefully when `close_idle` comes first; what
+/// `held` holds (its count, its slot under http.max_connections) is
+/// released at the end.
+async fn serve_connection<C, E>(conn: C, close_idle: Option<Waiter>, graceful: fn(Pin<&mut C>), held: (Arc<State>, TrackGuard, OwnedSemaphorePermit))
+where
+    C: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let state = &held.0;
+    state.metrics.connections.inc();
+    let mut conn = std::pin::pin!(conn);
+    let result = match close_idle {
+        None => conn.await,
+        Some(mut close_idle) => tokio::select! {
+            r = conn.as_mut() => r,
+            _ = &mut close_idle => {
+                graceful(conn.as_mut());
+                conn.await
+            }
+        },
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+    state.metrics.connections.dec();
 }
 
 impl Server {
@@ -215,8 +239,8 @@ impl Server {
         let shared = Shared {
             state: self.state.clone(),
             app: self.app.clone(),
-            builder: conn::http_builder(&cfg),
-            graceful: GracefulShutdown::new(),
+            protocols: conn::protocols(&cfg),
+            close_idle: Arc::default(),
             before: Arc::default(),
             during: Arc::default(),
         };
@@ -298,7 +322,8 @@ impl Server {
         }
         // (A WebSocket cut above ends when its handler next reads; one whose
         // handler never does is not waited for.)
-        let conns = async { tokio::join!(shared.graceful.shutdown(), shared.during.all_closed()) };
+        shared.close_idle.begin();
+        let conns = async { tokio::join!(shared.before.all_closed(), shared.during.all_closed()) };
         let conns_done = tokio::time::timeout(left(deadline), conns).await.is_ok();
         let pool_done = self.state.pool.drain(left(deadline)).await;
         monitor.abort();

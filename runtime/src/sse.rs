@@ -27,7 +27,7 @@ use crate::state::State;
 
 /// True for a response that is an event stream.
 pub(crate) fn is_event_stream(headers: &http::HeaderMap) -> bool {
-    headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
+    headers.get(http::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
 }
 
 enum Phase {

@@ -76,6 +76,7 @@ impl Slot {
         self.armed.store(true, Ordering::Release);
     }
 
+    #[inline]
     fn take(&self) -> Option<Armed> {
         // A load first: this is asked on every read and write of every connection.
         if !self.armed.load(Ordering::Acquire) || !self.armed.swap(false, Ordering::AcqRel) {
@@ -101,6 +102,7 @@ impl<IO> Tap<IO> {
 }
 
 impl<IO: AsRawFd> Tap<IO> {
+    #[inline]
     fn activate(&mut self) {
         if self.ws.is_none() {
             if let Some(armed) = self.slot.take() {
