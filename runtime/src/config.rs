@@ -85,9 +85,10 @@ pub struct StreamsConfig {
     pub max_websockets: usize,
     /// Every WebSocket is sent a ping this often, and an SSE stream that sent
     /// nothing for this long a comment line, so that no proxy closes them as
-    /// idle (nginx's `proxy_read_timeout` for streams is 75 s in the packaged
-    /// site; keep it below). A WebSocket peer that sent nothing, not even a
-    /// pong, for two intervals is taken for dead and its connection cut.
+    /// idle (nginx's `proxy_read_timeout` is 60 s in the packaged site; keep
+    /// it below). A WebSocket peer that sends nothing, not even the pong,
+    /// for an interval after a ping is taken for dead and its connection cut
+    /// (within two intervals of its last sign of life).
     #[serde(with = "humantime_serde")]
     pub ping_interval: Duration,
     /// On drain, how long WebSockets are given to complete the closing
@@ -338,8 +339,9 @@ pub fn validate(c: &Config) -> Result<(), InvalidSetting> {
     check(c.http.body_timeout >= ms(1), "http.body_timeout", "must be at least 1ms")?;
     check((1..=1_000_000).contains(&c.http.max_connections), "http.max_connections", "must be 1..=1000000")?;
     check((1..=1_000_000).contains(&c.streams.max_websockets), "streams.max_websockets", "must be 1..=1000000")?;
-    check(c.streams.ping_interval >= ms(10), "streams.ping_interval", "must be at least 10ms")?;
-    check(c.streams.close_timeout >= ms(1), "streams.close_timeout", "must be at least 1ms")?;
+    let hour = Duration::from_secs(3600);
+    check(c.streams.ping_interval >= ms(10) && c.streams.ping_interval <= hour, "streams.ping_interval", "must be between 10ms and 1h")?;
+    check(c.streams.close_timeout >= ms(1) && c.streams.close_timeout <= hour, "streams.close_timeout", "must be between 1ms and 1h")?;
     check((125..=1 << 30).contains(&c.streams.max_frame), "streams.max_frame", "must be 125..=1073741824 bytes")?;
     check(
         c.streams.max_message >= c.streams.max_frame && c.streams.max_message <= 1 << 30,
@@ -347,7 +349,8 @@ pub fn validate(c: &Config) -> Result<(), InvalidSetting> {
         "must be streams.max_frame..=1073741824 bytes",
     )?;
     check((256..=1 << 24).contains(&c.streams.buffer), "streams.buffer", "must be 256..=16777216 bytes")?;
-    check(c.streams.max_write_buffer >= c.streams.buffer, "streams.max_write_buffer", "must be at least streams.buffer")?;
+    // tungstenite requires more room than its write buffer (it asserts it).
+    check(c.streams.max_write_buffer > c.streams.buffer, "streams.max_write_buffer", "must be more than streams.buffer")?;
     check(c.streams.sse_retry >= ms(1), "streams.sse_retry", "must be at least 1ms")?;
     check((1..=256).contains(&c.pool.threads), "pool.threads", "must be 1..=256")?;
     check((1..=1_000_000).contains(&c.pool.queue), "pool.queue", "must be 1..=1000000")?;

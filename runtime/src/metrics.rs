@@ -86,7 +86,7 @@ pub(crate) struct DirectionLabels {
 /// (`1006` when the connection ended without one), and who sent it.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct CloseLabels {
-    pub code: u16,
+    pub code: &'static str,
     pub by: &'static str,
 }
 
@@ -99,6 +99,7 @@ pub(crate) struct StreamMetrics {
     pub ws_bytes: Family<DirectionLabels, Counter>,
     pub ws_closes: Family<CloseLabels, Counter>,
     pub ws_refused: Counter,
+    pub ws_capacity: Gauge,
     pub sse_events: Counter,
     pub sse_bytes: Counter,
 }
@@ -111,6 +112,7 @@ impl StreamMetrics {
         ws.register("bytes", "WebSocket bytes on the wire after the upgrade, by direction", self.ws_bytes.clone());
         ws.register("closes", "WebSockets closed, by close code and by whom (server, client; 1006: no close frame)", self.ws_closes.clone());
         ws.register("refused", "WebSocket handshakes refused with 503: streams.max_websockets reached, or draining", self.ws_refused.clone());
+        ws.register("capacity", "WebSockets one instance holds (streams.max_websockets)", self.ws_capacity.clone());
         let sse = r.sub_registry_with_prefix("sse");
         sse.register("open", "Server-sent event streams open now", self.sse_open.clone());
         sse.register("frames", "SSE body frames sent (events, keep-alive comments, retry hints)", self.sse_events.clone());

@@ -99,7 +99,7 @@ where
     if upgrade.is_some() && asks && is_websocket_handshake(&req) {
         match websocket_place(&state) {
             Ok(p) => place = Some(p),
-            Err(refused) => return Ok(done.finish(&state, refused.into_response(), Route::Unmatched)),
+            Err(refused) => return Ok(done.finish(&state, refused.into_response(), Route::Unmatched, None)),
         }
     }
     let mut req = req.map(|b| Body::new(Limited::new(b, max_body)));
@@ -127,15 +127,15 @@ where
         Ok(Err(never)) => match never {},
         Err(panic) => handler_panicked(&panic, route.as_str()),
     };
-    if let (Some(permit), Some(slot)) = (place, upgrade) {
+    if let (Some(permit), Some(slot)) = (place, &upgrade) {
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            slot.arm(permit, state.clone());
+            slot.arm(permit, state.clone(), resp.headers());
         } else {
             // Rare: boxed, so that every request's future stays small.
             Box::pin(handshake_error_as_json(&mut resp)).await;
         }
     }
-    Ok(done.finish(&state, resp, route))
+    Ok(done.finish(&state, resp, route, upgrade.as_deref()))
 }
 
 /// What the end of a request needs from its start.
@@ -151,7 +151,7 @@ struct Done {
 impl Done {
     /// corepool's headers on the response, an event stream's body wrapped,
     /// the access line and the metrics.
-    fn finish(self, state: &Arc<State>, mut resp: Response, route: Route) -> Response {
+    fn finish(self, state: &Arc<State>, mut resp: Response, route: Route, conn: Option<&Slot>) -> Response {
         corepool_errors(&mut resp, &self.method, self.uri.path());
         let switched = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
         let headers = resp.headers_mut();
@@ -169,6 +169,9 @@ impl Done {
                 // nginx passes each event on as it comes, whatever the site's buffering.
                 resp.headers_mut().insert(X_ACCEL_BUFFERING.clone(), HeaderValue::from_static("no"));
                 resp = resp.map(|b| Body::new(SseBody::new(b, state)));
+                if let Some(conn) = conn {
+                    conn.serves_stream(state);
+                }
             }
         }
         let elapsed = self.started.elapsed();

@@ -82,6 +82,7 @@ pub(crate) struct Instance {
 /// Runs the instance until SIGTERM/SIGINT, then drains and returns.
 pub(crate) fn run(inst: Instance) -> Result<(), ServeError> {
     let log = logging::init(&inst.loaded.config.log);
+    raise_open_files();
     let cfg = inst.loaded.config.clone();
     let addr: ListenAddr = cfg.listen.parse().map_err(ServeError::Address)?;
     let acquired = listen::acquire(&addr)?;
@@ -109,6 +110,21 @@ pub(crate) fn run(inst: Instance) -> Result<(), ServeError> {
         let _ = std::fs::remove_file(p);
     }
     result
+}
+
+/// Every WebSocket is a descriptor: the soft limit on open files goes up to
+/// the hard one (systemd's `LimitNOFILE=` sets both; a container engine often
+/// leaves the soft one at 1024).
+fn raise_open_files() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(error = %e, soft, hard, "could not raise the open-file limit");
+            }
+        }
+        _ => {}
+    }
 }
 
 /// The process's shutdown trigger: the first SIGTERM or SIGINT (later ones
@@ -175,7 +191,7 @@ impl Shared {
         let guard = if draining { self.during.track() } else { self.before.track() };
         let state = self.state.clone();
         let app = self.app.clone();
-        let slot = Arc::new(Slot::default());
+        let slot = Arc::new(Slot::new(std::os::fd::AsRawFd::as_raw_fd(&socket)));
         let io = TokioIo::new(Tap::new(Linger::new(socket), slot.clone()));
         let svc =
             hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| request::handle(state.clone(), app.clone(), Some(slot.clone()), req));
@@ -275,7 +291,20 @@ impl Server {
         // connections opened before the signal are closed by their peers (or
         // drain_idle passed).
         let started = Instant::now();
+        // The drain's settings as they are now (SIGHUP may have changed them).
+        let cfg = self.state.config();
         self.state.begin_drain();
+        // Streams get until close_timeout from the trigger; what is left of
+        // them then is cut, whatever step the drain is at.
+        let cutter = {
+            let (state, close_timeout) = (self.state.clone(), cfg.streams.close_timeout.min(cfg.shutdown_timeout));
+            tokio::spawn(async move {
+                if tokio::time::timeout(close_timeout, state.streams.all_closed()).await.is_err() {
+                    let cut = state.streams.cut_all();
+                    tracing::info!("{cut} streams did not end within streams.close_timeout ({close_timeout:?}): cut");
+                }
+            })
+        };
         let open = self.state.metrics.connections.get();
         let streams = self.state.streams.open();
         tracing::info!(
@@ -309,19 +338,13 @@ impl Server {
         drop(listeners);
         // Step 3: close the pre-drain connections still idle now, busy ones
         // after their answer; let those accepted during the drain finish
-        // their request; give the streams until close_timeout from the
-        // signal, then cut what is left of them; wait for all of it and the
-        // pool, up to shutdown_timeout from the signal.
+        // their request; wait for the streams' close handshakes (until the
+        // cutter's deadline); wait for all of it and the pool, up to
+        // shutdown_timeout from the signal. (A WebSocket cut ends when its
+        // handler next reads; one whose handler never does is not waited for.)
         let deadline = started + cfg.shutdown_timeout;
         let left = |at: Instant| at.saturating_duration_since(Instant::now());
-        let streams_done =
-            tokio::time::timeout(left(started + cfg.streams.close_timeout.min(cfg.shutdown_timeout)), self.state.streams.all_closed()).await.is_ok();
-        if !streams_done {
-            let cut = self.state.streams.cut_all();
-            tracing::info!("{cut} WebSockets did not complete their close within {:?}: cut", cfg.streams.close_timeout);
-        }
-        // (A WebSocket cut above ends when its handler next reads; one whose
-        // handler never does is not waited for.)
+        let _ = cutter.await;
         shared.close_idle.begin();
         let conns = async { tokio::join!(shared.before.all_closed(), shared.during.all_closed()) };
         let conns_done = tokio::time::timeout(left(deadline), conns).await.is_ok();

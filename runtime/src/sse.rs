@@ -130,8 +130,10 @@ impl hyper::body::Body for SseBody {
             this.drain_began = Some(now);
         }
         let overdue = this.drain_began.is_some_and(|t| now.duration_since(t) >= this.close_timeout);
-        if this.between && overdue {
-            return this.end();
+        if overdue {
+            // A stream that never pauses, or a client that stopped reading:
+            // it ends now (the hint only where it cannot split an event).
+            return if this.between { this.end() } else { Poll::Ready(None) };
         }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {

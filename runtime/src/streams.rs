@@ -36,6 +36,7 @@ pub(crate) struct Streams {
 
 impl Streams {
     pub(crate) fn new(cfg: &StreamsConfig, metrics: StreamMetrics) -> Streams {
+        metrics.ws_capacity.set(cfg.max_websockets as i64);
         Streams {
             limit: Arc::new(Semaphore::new(cfg.max_websockets)),
             max: cfg.max_websockets,
@@ -105,8 +106,9 @@ impl Streams {
         self.open.all_closed().await
     }
 
-    /// Cuts every WebSocket still open (its close handshake timed out): both
-    /// directions are shut down, so its handler's next read ends.
+    /// Cuts every stream still open (its close timed out): both directions
+    /// of each WebSocket's, and of each SSE stream's connection, are shut
+    /// down, so its handler's next read (or hyper's next write) ends.
     pub(crate) fn cut_all(&self) -> usize {
         let sockets = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
         for fd in sockets.values() {

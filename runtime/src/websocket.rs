@@ -16,18 +16,27 @@
 //!   the handler, which sees its connection end;
 //! - sends a ping every `streams.ping_interval` (so no proxy times the
 //!   tunnel out), and cuts a peer that sent nothing, not even the pong, for
-//!   two intervals (dead, or unreachable);
-//! - on drain sends a close frame 1012 ("service restart") and lets the
-//!   handler complete the closing handshake: its library answers the peer's
-//!   close reply as usual, and its own reply, coming after ours, is dropped.
+//!   an interval after a ping (dead, or unreachable) — bytes waiting unread
+//!   in the socket count as a sign of life, for handlers that only write;
+//! - on drain, after a moment for the handler's own last message, sends a
+//!   close frame 1012 and lets the handler's library complete the closing
+//!   handshake; after it, the handler's own close reply is dropped and any
+//!   other write fails (a handler that only writes learns the session is
+//!   over); what has not closed by `streams.close_timeout` is cut;
+//! - accepts RSV1 on data frames when the 101 agreed permessage-deflate;
 //!
 //! Frames of its own are written only between the handler's frames (a
 //! control frame may also sit between the fragments of a message, RFC 6455
 //! §5.4), so the stream the peer reads stays well-formed.
 //!
-//! One limit: bytes a client sent after its handshake *before* reading the
+//! Limits: bytes a client sent after its handshake *before* reading the
 //! 101 (RFC 6455 §4.1 forbids it; browsers and common libraries never do)
-//! were already read by hyper and are not seen here.
+//! were already read by hyper and are not seen here. Pings and the close go
+//! out when the handler's task polls its socket (reads or writes): axum's
+//! and tokio-tungstenite's sockets wake every task using either half, but a
+//! handler that splits the raw upgraded stream into halves of its own, or
+//! polls it not at all, gets them late or only by the cut at
+//! `streams.close_timeout`.
 
 use std::future::Future as _;
 use std::io;
@@ -52,6 +61,35 @@ pub(crate) mod code {
     pub const ABNORMAL: u16 = 1006;
     pub const TOO_BIG: u16 = 1009;
     pub const RESTART: u16 = 1012;
+
+    /// A close code as a metric label: the registered codes each, the
+    /// ranges for libraries (3xxx) and applications (4xxx), `invalid` for
+    /// the rest — so a client cannot add series at will.
+    pub fn label(code: u16) -> &'static str {
+        const REGISTERED: [&str; 16] =
+            ["1000", "1001", "1002", "1003", "1004", "1005", "1006", "1007", "1008", "1009", "1010", "1011", "1012", "1013", "1014", "1015"];
+        match code {
+            1000..=1015 => REGISTERED[(code - 1000) as usize],
+            3000..=3999 => "3xxx",
+            4000..=4999 => "4xxx",
+            _ => "invalid",
+        }
+    }
+}
+
+/// How long after the drain began its close goes out (at most half of
+/// `streams.close_timeout`): a handler's own last message comes first.
+const LAST_WORD: Duration = Duration::from_millis(200);
+
+/// Bytes received on `fd` and not read yet (0 when it cannot be told).
+fn waiting_bytes(fd: RawFd) -> i32 {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int; the descriptor is our open socket.
+    if unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) } == 0 {
+        n
+    } else {
+        0
+    }
 }
 
 /// What the request wrapper hands a connection whose handshake it answered
@@ -60,6 +98,8 @@ pub(crate) mod code {
 pub(crate) struct Armed {
     permit: OwnedSemaphorePermit,
     state: Arc<State>,
+    /// permessage-deflate was agreed (the 101 says so): RSV1 is allowed.
+    deflate: bool,
 }
 
 /// The request wrapper's way to a connection's [`Tap`].
@@ -67,13 +107,41 @@ pub(crate) struct Armed {
 pub(crate) struct Slot {
     armed: AtomicBool,
     pending: Mutex<Option<Armed>>,
+    /// The connection's socket, and its entry in the instance's registry of
+    /// stream sockets once it serves an SSE stream (so the drain can cut it).
+    fd: RawFd,
+    stream: Mutex<Option<(u64, Arc<State>)>>,
 }
 
 impl Slot {
+    /// The slot of the connection on socket `fd`.
+    pub(crate) fn new(fd: RawFd) -> Slot {
+        Slot { fd, ..Slot::default() }
+    }
+
     /// Turns the connection into a WebSocket once the 101 goes out.
-    pub(crate) fn arm(&self, permit: OwnedSemaphorePermit, state: Arc<State>) {
-        *self.pending.lock().unwrap_or_else(|p| p.into_inner()) = Some(Armed { permit, state });
+    pub(crate) fn arm(&self, permit: OwnedSemaphorePermit, state: Arc<State>, response: &http::HeaderMap) {
+        let deflate = response
+            .get(http::header::SEC_WEBSOCKET_EXTENSIONS)
+            .is_some_and(|v| v.as_bytes().windows(18).any(|w| w.eq_ignore_ascii_case(b"permessage-deflate")));
+        *self.pending.lock().unwrap_or_else(|p| p.into_inner()) = Some(Armed { permit, state, deflate });
         self.armed.store(true, Ordering::Release);
+    }
+
+    /// The connection serves an SSE stream: the drain may cut its socket if
+    /// the stream has not ended by `streams.close_timeout` (a client that
+    /// stopped reading). Undone when the connection's stream drops.
+    pub(crate) fn serves_stream(&self, state: &Arc<State>) {
+        let mut s = self.stream.lock().unwrap_or_else(|p| p.into_inner());
+        if s.is_none() {
+            *s = Some((state.streams.register(self.fd), state.clone()));
+        }
+    }
+
+    fn forget_stream(&self) {
+        if let Some((id, state)) = self.stream.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            state.streams.forget(id);
+        }
     }
 
     #[inline]
@@ -98,6 +166,13 @@ pub(crate) struct Tap<IO> {
 impl<IO> Tap<IO> {
     pub(crate) fn new(io: IO, slot: Arc<Slot>) -> Tap<IO> {
         Tap { ws: None, io, slot }
+    }
+}
+
+impl<IO> Drop for Tap<IO> {
+    fn drop(&mut self) {
+        // Before the fields, so before the socket closes.
+        self.slot.forget_stream();
     }
 }
 
@@ -132,12 +207,27 @@ struct Ws {
     /// A frame from the client broke a rule: the handler reads no more.
     refused: bool,
     drain: Waiter,
-    drain_seen: bool,
+    /// When the drain's close goes out: a moment after the drain began, so
+    /// that a handler watching `Ctx::draining` gets its last word in first.
+    closing_at: Option<Instant>,
     ping: Pin<Box<Sleep>>,
     interval: Duration,
-    last_read: Instant,
+    /// Last sign of life from the peer: bytes the handler read, or bytes
+    /// waiting in the socket that it has not read yet.
+    last_heard: Instant,
+    waiting: i32,
+    /// When our last ping went out: a peer that sent nothing for an
+    /// interval after it is taken for dead.
+    pinged: Option<Instant>,
+    /// The peer closed its side without a close frame.
+    peer_gone: bool,
     max_frame: u64,
     max_message: u64,
+    rsv_allowed: u8,
+    bytes_in: prometheus_client::metrics::counter::Counter,
+    bytes_out: prometheus_client::metrics::counter::Counter,
+    messages_in: prometheus_client::metrics::counter::Counter,
+    messages_out: prometheus_client::metrics::counter::Counter,
     fd: RawFd,
     id: u64,
     _permit: OwnedSemaphorePermit,
@@ -158,7 +248,14 @@ impl Ws {
         let metrics = state.streams.metrics.clone();
         metrics.websockets_open.inc();
         let id = state.streams.register(fd);
+        let counter = |f: &prometheus_client::metrics::family::Family<DirectionLabels, prometheus_client::metrics::counter::Counter>, direction| {
+            f.get_or_create(&DirectionLabels { direction }).clone()
+        };
         Ws {
+            bytes_in: counter(&metrics.ws_bytes, "in"),
+            bytes_out: counter(&metrics.ws_bytes, "out"),
+            messages_in: counter(&metrics.ws_messages, "in"),
+            messages_out: counter(&metrics.ws_messages, "out"),
             metrics,
             head: Some(0),
             out: Cursor::default(),
@@ -170,12 +267,16 @@ impl Ws {
             close_seen: false,
             refused: false,
             drain: state.streams.draining(),
-            drain_seen: false,
+            closing_at: None,
             ping: Box::pin(tokio::time::sleep(s.ping_interval)),
             interval: s.ping_interval,
-            last_read: Instant::now(),
+            last_heard: Instant::now(),
+            waiting: 0,
+            pinged: None,
+            peer_gone: false,
             max_frame: s.max_frame as u64,
             max_message: s.max_message as u64,
+            rsv_allowed: if armed.deflate { 0x4 } else { 0 },
             fd,
             id,
             _permit: armed.permit,
@@ -187,7 +288,7 @@ impl Ws {
     fn closed(&mut self, code: u16, by: &'static str) {
         if !self.close_seen {
             self.close_seen = true;
-            self.metrics.ws_closes.get_or_create(&CloseLabels { code, by }).inc();
+            self.metrics.ws_closes.get_or_create(&CloseLabels { code: code::label(code), by }).inc();
         }
     }
 
@@ -211,7 +312,10 @@ impl Ws {
         self.inject.clear();
         self.injected = 0;
         match c {
-            Control::Ping => self.inject.extend_from_slice(&[0x89, 0x00]),
+            Control::Ping => {
+                self.inject.extend_from_slice(&[0x89, 0x00]);
+                self.pinged = Some(Instant::now());
+            }
             Control::Close(code, reason) => {
                 self.inject.extend_from_slice(&[0x88, (2 + reason.len()) as u8]);
                 self.inject.extend_from_slice(&code.to_be_bytes());
@@ -230,7 +334,7 @@ impl Ws {
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
-            self.metrics.ws_bytes.get_or_create(&DirectionLabels { direction: "out" }).inc_by(n as u64);
+            self.bytes_out.inc_by(n as u64);
             self.injected += n;
         }
         Poll::Ready(Ok(()))
@@ -238,14 +342,31 @@ impl Ws {
 
     /// The drain and the ping timer: queue what they call for.
     fn tick(&mut self, cx: &mut Context<'_>) {
-        if !self.drain_seen && self.drain.poll_begun(cx) {
-            self.drain_seen = true;
-            self.queue(Control::Close(code::RESTART, "service restart"));
+        if self.closing_at.is_none() && self.drain.poll_begun(cx) {
+            // The timer now waits for the close (no ping is needed after it).
+            let at = Instant::now() + LAST_WORD.min(self.state.config().streams.close_timeout / 2);
+            self.closing_at = Some(at);
+            self.ping.as_mut().reset(at);
         }
         while self.ping.as_mut().poll(cx).is_ready() {
             let now = Instant::now();
-            if now.duration_since(self.last_read) >= self.interval * 2 {
-                tracing::debug!("websocket peer silent for {:?}: cutting it", now.duration_since(self.last_read));
+            if self.closing_at.is_some_and(|at| now >= at) {
+                self.queue(Control::Close(code::RESTART, "service restart"));
+                self.ping.as_mut().reset(now + Duration::from_secs(3600));
+                return;
+            }
+            // Bytes waiting unread in the socket are a sign of life too (a
+            // handler that only writes, or is busy, reads none of them).
+            let waiting = waiting_bytes(self.fd);
+            if waiting != self.waiting {
+                self.waiting = waiting;
+                self.last_heard = now;
+            }
+            // Silence counts from a ping that went out, not from a handler
+            // that was busy elsewhere and let nothing out.
+            let unanswered = self.pinged.is_some_and(|p| self.last_heard < p && now.duration_since(p) >= self.interval);
+            if unanswered {
+                tracing::debug!("websocket peer silent for {:?} after a ping: cutting it", now.duration_since(self.last_heard));
                 self.closed(code::ABNORMAL, "server");
                 // SAFETY: our own open socket; the handler's next read ends.
                 unsafe { libc::shutdown(self.fd, libc::SHUT_RDWR) };
@@ -259,7 +380,6 @@ impl Ws {
 
     /// Follows the handler's bytes as written.
     fn wrote(&mut self, mut data: &[u8]) {
-        self.metrics.ws_bytes.get_or_create(&DirectionLabels { direction: "out" }).inc_by(data.len() as u64);
         if let Some(tail) = self.head.as_mut() {
             // The 101 head ends at the first blank line written after arming.
             let mut t = *tail;
@@ -280,6 +400,7 @@ impl Ws {
                 }
             }
         }
+        self.bytes_out.inc_by(data.len() as u64);
         let mut messages = 0;
         let mut close = None;
         let _ = self.out.feed::<()>(data, |ev| {
@@ -291,7 +412,7 @@ impl Ws {
             Ok(())
         });
         if messages > 0 {
-            self.metrics.ws_messages.get_or_create(&DirectionLabels { direction: "out" }).inc_by(messages);
+            self.messages_out.inc_by(messages);
         }
         if let Some(c) = close {
             self.closed(c, "server");
@@ -301,13 +422,14 @@ impl Ws {
     /// Checks the client's bytes as read; Err(code, offset) names the frame
     /// that broke a rule and where it began in `data`.
     fn read(&mut self, data: &[u8]) -> Result<(), (u16, usize)> {
-        self.last_read = Instant::now();
-        self.metrics.ws_bytes.get_or_create(&DirectionLabels { direction: "in" }).inc_by(data.len() as u64);
-        let (max_frame, max_message) = (self.max_frame, self.max_message);
+        self.last_heard = Instant::now();
+        self.waiting = 0;
+        self.bytes_in.inc_by(data.len() as u64);
+        let (max_frame, max_message, rsv) = (self.max_frame, self.max_message, self.rsv_allowed);
         let mut messages = 0;
         let mut close = None;
         let verdict = self.inn.feed(data, |ev| match ev {
-            Event::Prelude(h, open_message) | Event::Head(h, open_message) => check_client_frame(h, open_message, max_frame, max_message),
+            Event::Prelude(h, open_message) | Event::Head(h, open_message) => check_client_frame(h, open_message, max_frame, max_message, rsv),
             Event::End(h) => {
                 if h.fin && h.opcode < 0x8 {
                     messages += 1;
@@ -320,7 +442,7 @@ impl Ws {
             }
         });
         if messages > 0 {
-            self.metrics.ws_messages.get_or_create(&DirectionLabels { direction: "in" }).inc_by(messages);
+            self.messages_in.inc_by(messages);
         }
         if let Some(c) = close {
             self.closed(c, "client");
@@ -331,17 +453,19 @@ impl Ws {
 
 impl Drop for Ws {
     fn drop(&mut self) {
-        self.closed(code::ABNORMAL, "server");
+        self.closed(code::ABNORMAL, if self.peer_gone { "client" } else { "server" });
         self.metrics.websockets_open.dec();
         self.state.streams.forget(self.id);
     }
 }
 
 /// The rules a client's frame must keep (module docs); Err(close code).
-fn check_client_frame(h: &Head, open_message: Option<u64>, max_frame: u64, max_message: u64) -> Result<(), u16> {
+fn check_client_frame(h: &Head, open_message: Option<u64>, max_frame: u64, max_message: u64, rsv_allowed: u8) -> Result<(), u16> {
     let control = h.opcode >= 0x8;
     let known = matches!(h.opcode, 0x0..=0x2 | 0x8..=0xA);
-    if h.rsv != 0 || !known || !h.masked || (control && (!h.fin || h.len > 125)) {
+    // RSV1 marks a compressed message's first frame, when permessage-deflate was agreed.
+    let rsv_ok = h.rsv == 0 || (h.rsv & !rsv_allowed == 0 && matches!(h.opcode, 0x1 | 0x2));
+    if !rsv_ok || !known || !h.masked || (control && (!h.fin || h.len > 125)) {
         return Err(code::PROTOCOL);
     }
     match (h.opcode, open_message) {
@@ -378,6 +502,7 @@ impl<IO: AsyncRead + AsyncWrite + AsRawFd + Unpin> AsyncRead for Tap<IO> {
         let before = buf.filled().len();
         std::task::ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
         if buf.filled().len() == before {
+            ws.peer_gone = true;
             return Poll::Ready(Ok(()));
         }
         if let Err((code, at)) = ws.read(&buf.filled()[before..]) {
@@ -409,9 +534,14 @@ impl<IO: AsyncRead + AsyncWrite + AsRawFd + Unpin> AsyncWrite for Tap<IO> {
             std::task::ready!(ws.flush_inject(&mut this.io, cx))?;
         }
         if ws.closed_by_us {
-            // After our close the handler's frames (its close reply among
-            // them) would be a protocol error: they are dropped.
-            return Poll::Ready(Ok(buf.len()));
+            // After our close, the handler's own close (its reply to the
+            // peer's) is dropped: a second close would break the protocol.
+            // Anything else fails, so a handler that only writes learns that
+            // the session is over.
+            if buf.first().is_some_and(|b| b & 0x0f == 0x8) {
+                return Poll::Ready(Ok(buf.len()));
+            }
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "the WebSocket was closed (service restart)")));
         }
         let n = std::task::ready!(Pin::new(&mut this.io).poll_write(cx, buf))?;
         ws.wrote(&buf[..n]);
@@ -662,7 +792,7 @@ mod tests {
     #[test]
     fn client_frames_are_held_to_the_rules() {
         let h = |fin, rsv, opcode, masked, len| Head { fin, rsv, opcode, masked, mask: [0; 4], len };
-        let ok = |h: Head, open| check_client_frame(&h, open, 1000, 1500);
+        let ok = |h: Head, open| check_client_frame(&h, open, 1000, 1500, 0);
         assert_eq!(ok(h(true, 0, 1, true, 10), None), Ok(()));
         assert_eq!(ok(h(true, 0, 1, false, 10), None), Err(code::PROTOCOL), "unmasked");
         assert_eq!(ok(h(true, 4, 1, true, 10), None), Err(code::PROTOCOL), "reserved bit");
@@ -683,7 +813,7 @@ mod tests {
         s.extend(frame(true, 0x1, b"unmasked", None));
         let mut c = Cursor::default();
         let r = c.feed(&s, |ev| match ev {
-            Event::Prelude(h, open) | Event::Head(h, open) => check_client_frame(h, open, 100, 100),
+            Event::Prelude(h, open) | Event::Head(h, open) => check_client_frame(h, open, 100, 100, 0),
             _ => Ok(()),
         });
         assert_eq!(r, Err((code::PROTOCOL, at)));

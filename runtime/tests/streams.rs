@@ -54,9 +54,77 @@ async fn events(ctx: Ctx) -> Sse<impl futures_util::Stream<Item = Result<Event, 
     Sse::new(stream)
 }
 
+/// A push feed: writes every 50 ms, never reads (the common "server push" shape).
+async fn push(ws: WebSocketUpgrade) -> corepool_runtime::axum::response::Response {
+    ws.on_upgrade(|mut socket| async move {
+        while socket.send(Message::text("tick")).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+}
+
+/// Reads a message, works on it for 1 s (longer than two ping intervals), answers.
+async fn slow(ws: WebSocketUpgrade) -> corepool_runtime::axum::response::Response {
+    ws.on_upgrade(|mut socket| async move {
+        while let Some(Ok(msg)) = socket.recv().await {
+            if let Message::Text(_) = msg {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if socket.send(msg).await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+}
+
+/// The README's pattern: on `ctx.draining()`, a last message, then the handshake.
+async fn last_word(ws: WebSocketUpgrade, ctx: Ctx) -> corepool_runtime::axum::response::Response {
+    ws.on_upgrade(move |mut socket| async move {
+        let mut drain = std::pin::pin!(ctx.draining());
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut drain => {
+                    let _ = socket.send(Message::text("bye")).await;
+                    break;
+                }
+                m = socket.recv() => if !matches!(m, Some(Ok(_))) { return },
+            }
+        }
+        while let Some(Ok(_)) = socket.recv().await {}
+    })
+}
+
+/// An SSE stream that never pauses: 64 KiB events back to back.
+async fn firehose() -> Sse<impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>>> {
+    let big = "x".repeat(64 * 1024);
+    Sse::new(futures_util::stream::repeat_with(move || Ok(Event::default().data(big.clone()))))
+}
+
+/// Messages the counting handler received (axum's extractor: its own limits are 16/64 MiB).
+static COUNTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+async fn count(ws: corepool_runtime::axum::extract::ws::WebSocketUpgrade) -> corepool_runtime::axum::response::Response {
+    ws.on_upgrade(|mut socket| async move {
+        while let Some(Ok(_)) = socket.recv().await {
+            COUNTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    })
+}
+
 fn service() -> Service {
-    Service::new("streams")
-        .router(Router::new().route("/ws", get(echo)).route("/plain", get(plain_echo)).route("/events", get(events)).route("/hello", get(|| async { "hello" })))
+    Service::new("streams").router(
+        Router::new()
+            .route("/ws", get(echo))
+            .route("/plain", get(plain_echo))
+            .route("/events", get(events))
+            .route("/push", get(push))
+            .route("/slow", get(slow))
+            .route("/last", get(last_word))
+            .route("/firehose", get(firehose))
+            .route("/count", get(count))
+            .route("/hello", get(|| async { "hello" })),
+    )
 }
 
 const FAST: &[&str] = &["http.drain_idle=\"1s\"", "streams.close_timeout=\"2s\""];
@@ -175,7 +243,9 @@ fn websockets_upgrade_and_echo_with_either_extractor() {
 
 #[test]
 fn on_shutdown_every_websocket_gets_1012_and_the_handshake_completes() {
-    let mut server = start(&[]);
+    // close_timeout far above what a completed handshake takes: a socket cut
+    // at the deadline instead would end after it.
+    let mut server = start(&["streams.close_timeout=\"6s\""]);
     let mut sockets: Vec<_> = (0..5).map(|i| connect(server.addr(), if i % 2 == 0 { "/ws" } else { "/plain" })).collect();
     for ws in &mut sockets {
         ws.send(tungstenite::Message::text("before")).unwrap();
@@ -195,6 +265,7 @@ fn on_shutdown_every_websocket_gets_1012_and_the_handshake_completes() {
             Err(e) => panic!("the closing handshake did not complete cleanly: {e}"),
             Ok(m) => panic!("nothing after the close: {m:?}"),
         }
+        assert!(t.elapsed() < Duration::from_secs(3), "ended by the handshake, not cut at close_timeout: {:?}", t.elapsed());
     }
     let (r, _) = server.join();
     r.unwrap();
@@ -341,12 +412,23 @@ fn oversized_frames_get_1009_and_garbage_1002_without_disturbing_others() {
     bytes.extend(vec![0xff; 8]);
     assert_eq!(refused(bytes), Some(1002), "garbage after a valid frame, its header incomplete");
 
+    // The refused frame never reaches the handler: it sees the valid one only.
+    COUNTED.store(0, std::sync::atomic::Ordering::SeqCst);
+    let (head, mut s) = raw(server.addr(), &handshake("/count", "Sec-WebSocket-Version: 13\r\n"));
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let mut bytes = frame(0x1, b"counted");
+    bytes.extend(frame(0x2, &[1; 1001]));
+    s.write_all(&bytes).unwrap();
+    assert_eq!(read_close(&mut s), Some(1009));
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(COUNTED.load(std::sync::atomic::Ordering::SeqCst), 1, "the handler saw the refused frame");
+
     bystander.send(tungstenite::Message::text("unbothered")).unwrap();
     assert_eq!(bystander.read().unwrap(), tungstenite::Message::text("unbothered"));
     let (head, _) = raw(server.addr(), "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
     assert!(head.starts_with("HTTP/1.1 200"));
     let m = metrics(server.addr());
-    assert!(m.contains(r#"corepool_websocket_closes_total{code="1009",by="server"} 2"#), "{m}");
+    assert!(m.contains(r#"corepool_websocket_closes_total{code="1009",by="server"} 3"#), "{m}");
     assert!(m.contains(r#"corepool_websocket_closes_total{code="1002",by="server"} 3"#), "{m}");
 }
 
@@ -360,14 +442,127 @@ fn the_instance_exits_promptly_when_a_handler_ignores_the_close() {
         })
     }
     let svc = Service::new("streams").router(Router::new().route("/deaf", get(deaf)));
-    let server = TestServer::start(svc, &["http.drain_idle=\"1s\"", "streams.close_timeout=\"1s\"", "shutdown_timeout=\"20s\""]).unwrap();
+    let svc = svc.router(Router::new().route("/sleep", get(|| async { tokio::time::sleep(Duration::from_secs(4)).await })));
+    let mut server = TestServer::start(svc, &["http.drain_idle=\"1s\"", "streams.close_timeout=\"1s\"", "shutdown_timeout=\"20s\""]).unwrap();
     let (head, mut s) = raw(server.addr(), &handshake("/deaf", "Sec-WebSocket-Version: 13\r\n"));
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    // A request in flight keeps the server up past close_timeout: the cut,
+    // not the process's exit, must end the WebSocket.
+    let addr = server.addr();
+    let busy = std::thread::spawn(move || raw(addr, "GET /sleep HTTP/1.1\r\nHost: t\r\n\r\n").0);
+    std::thread::sleep(Duration::from_millis(100));
     let t = Instant::now();
-    let (r, _) = server.join();
-    r.unwrap();
-    let took = t.elapsed();
-    assert!(took < Duration::from_secs(5), "cut at close_timeout, not held to shutdown_timeout: {took:?}");
+    server.shutdown();
     let mut sink = [0u8; 64];
     while s.read(&mut sink).map(|n| n > 0).unwrap_or(false) {}
+    let cut = t.elapsed();
+    assert!(cut >= Duration::from_millis(900) && cut < Duration::from_millis(2500), "cut at close_timeout (1 s): {cut:?}");
+    assert!(busy.join().unwrap().starts_with("HTTP/1.1 200"), "the request in flight is answered");
+    let (r, _) = server.join();
+    r.unwrap();
+    assert!(t.elapsed() < Duration::from_secs(8), "not held to shutdown_timeout: {:?}", t.elapsed());
+}
+
+#[test]
+fn a_write_only_handler_keeps_a_live_peer() {
+    let server = start(&["streams.ping_interval=\"200ms\""]);
+    let mut ws = connect(server.addr(), "/push");
+    let t = Instant::now();
+    let (mut ticks, mut pings) = (0, 0);
+    while t.elapsed() < Duration::from_millis(1500) {
+        // tungstenite answers each ping with a pong from inside read().
+        match ws.read() {
+            Ok(tungstenite::Message::Text(_)) => ticks += 1,
+            Ok(tungstenite::Message::Ping(_)) => pings += 1,
+            Ok(m) => panic!("{m:?}"),
+            Err(e) => panic!("a live, ponging peer was cut after {:?} ({ticks} ticks, {pings} pings): {e}", t.elapsed()),
+        }
+    }
+    assert!(ticks > 10 && pings >= 4, "{ticks} ticks, {pings} pings");
+}
+
+#[test]
+fn a_handler_busy_for_two_intervals_keeps_a_live_peer() {
+    let server = start(&["streams.ping_interval=\"200ms\""]);
+    let mut ws = connect(server.addr(), "/slow");
+    ws.send(tungstenite::Message::text("work")).unwrap();
+    let t = Instant::now();
+    loop {
+        match ws.read() {
+            Ok(tungstenite::Message::Ping(_)) => {}
+            Ok(m) => break assert_eq!(m, tungstenite::Message::text("work")),
+            Err(e) => panic!("cut while its handler worked, after {:?}: {e}", t.elapsed()),
+        }
+    }
+}
+
+#[test]
+fn a_handlers_last_word_on_drain_goes_before_the_1012() {
+    let mut server = start(&[]);
+    let mut ws = connect(server.addr(), "/last");
+    std::thread::sleep(Duration::from_millis(100));
+    server.shutdown();
+    assert_eq!(ws.read().unwrap(), tungstenite::Message::text("bye"), "ctx.draining() is the cue for a last message");
+    match ws.read() {
+        Ok(tungstenite::Message::Close(Some(f))) => assert_eq!(f.code, CloseCode::Restart),
+        other => panic!("then the close 1012: {other:?}"),
+    }
+}
+
+#[test]
+fn a_write_only_handler_ends_soon_after_the_1012() {
+    let mut server = start(&["streams.close_timeout=\"3s\""]);
+    let mut ws = connect(server.addr(), "/push");
+    std::thread::sleep(Duration::from_millis(100));
+    server.shutdown();
+    loop {
+        match ws.read() {
+            Ok(tungstenite::Message::Close(f)) => break assert_eq!(f.unwrap().code, CloseCode::Restart),
+            Ok(_) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let t = Instant::now();
+    while ws.read().is_ok() {}
+    assert!(t.elapsed() < Duration::from_secs(1), "the handler learnt the session was over: the client waited {:?}", t.elapsed());
+}
+
+#[test]
+fn client_close_codes_are_bounded_metric_labels() {
+    let server = start(&[]);
+    for code in [4321u16, 3001, 1000] {
+        let mut ws = connect(server.addr(), "/plain");
+        ws.close(Some(tungstenite::protocol::CloseFrame { code: code.into(), reason: "".into() })).unwrap();
+        while ws.read().is_ok() {}
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let m = metrics(server.addr());
+    assert!(!m.contains(r#"code="4321""#), "{m}");
+    for label in [r#"code="4xxx",by="client"} 1"#, r#"code="3xxx",by="client"} 1"#, r#"code="1000",by="client"} 1"#] {
+        assert!(m.contains(label), "{label} in {m}");
+    }
+}
+
+#[test]
+fn a_stalled_sse_reader_does_not_hold_the_drain() {
+    let mut server = TestServer::start(service(), &["http.drain_idle=\"1s\"", "streams.close_timeout=\"1s\"", "shutdown_timeout=\"8s\""]).unwrap();
+    let (head, _s) = raw(server.addr(), "GET /firehose HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // The client stops reading: the socket fills, hyper stops polling the body.
+    std::thread::sleep(Duration::from_millis(500));
+    server.shutdown();
+    let (r, took) = server.join();
+    r.unwrap();
+    assert!(took < Duration::from_secs(4), "streams.close_timeout is 1 s; the drain took {took:?}");
+}
+
+#[test]
+fn stream_settings_that_load_serve_websockets() {
+    // tungstenite asserts its write limit is above its buffer: refused at load, not at the upgrade.
+    let e = TestServer::start(service(), &["streams.max_write_buffer=4096"]).err().expect("refused");
+    assert!(e.to_string().contains("streams.max_write_buffer"), "{e}");
+    let server = start(&["streams.max_write_buffer=4097"]);
+    let mut ws = connect(server.addr(), "/ws");
+    ws.send(tungstenite::Message::text("hi")).unwrap();
+    assert_eq!(ws.read().unwrap(), tungstenite::Message::text("hi"));
 }
