@@ -50,6 +50,8 @@ pub struct Workers {
     pub connections: Option<Setting>,
     /// `worker_rlimit_nofile` (main context).
     pub rlimit_nofile: Option<Setting>,
+    /// `worker_shutdown_timeout` (main context).
+    pub shutdown_timeout: Option<Setting>,
 }
 
 /// A directive's words, with the file it is in; `{` and `}` as words of their own.
@@ -183,6 +185,7 @@ impl Workers {
         match (context.as_slice(), name.as_str()) {
             ([], "worker_processes") => self.processes = here(),
             ([], "worker_rlimit_nofile") => self.rlimit_nofile = here(),
+            ([], "worker_shutdown_timeout") => self.shutdown_timeout = here(),
             (["events"], "worker_connections") => self.connections = here(),
             // Only the main context and `events` hold worker settings.
             ([] | ["events"], "include") if depth < 8 => {
@@ -236,6 +239,11 @@ pub struct Capacity {
     pub need_nofile: Option<(u64, Option<PathBuf>)>,
     /// Whether `worker_rlimit_nofile` is set at all.
     pub nofile_set: bool,
+    /// Whether `worker_shutdown_timeout` is set: without it an nginx reload
+    /// (every `NAME enable`, `scale`, `https`, certificate renewal) leaves its
+    /// old workers running for as long as their WebSockets stay open, and
+    /// corepool pings them, so they stay.
+    pub shutdown_timeout_set: bool,
 }
 
 impl Capacity {
@@ -260,15 +268,21 @@ impl Capacity {
             need_connections: (!enough && connections < want).then(|| (want, file_of(&w.connections))),
             need_nofile: (!enough && nofile < want).then(|| (want_nofile, file_of(&w.rlimit_nofile))),
             nofile_set: w.rlimit_nofile.is_some(),
+            shutdown_timeout_set: w.shutdown_timeout.is_some(),
         }
     }
 
-    /// The warning, when nginx holds fewer than [`STREAMS_WANTED`] streams.
+    /// The warning, when nginx holds fewer than [`STREAMS_WANTED`] streams
+    /// or keeps old workers after a reload for as long as their streams.
     pub fn warning(&self) -> Option<String> {
-        if self.streams >= STREAMS_WANTED {
-            return None;
-        }
         let conf = self.file.display();
+        const SHUTDOWN: &str = "  worker_shutdown_timeout 10s;  (main context; now unset: after a reload, old workers run as long as their WebSockets)\n";
+        if self.streams >= STREAMS_WANTED {
+            if self.shutdown_timeout_set {
+                return None;
+            }
+            return Some(format!("nginx: for WebSockets and SSE streams, set in {conf}:\n{SHUTDOWN}  then: systemctl reload nginx"));
+        }
         let thousands = |n: u64| if n >= 1000 { format!("{},{:03}", n / 1000, n % 1000) } else { n.to_string() };
         let mut s = format!(
             "nginx: this host's nginx holds about {} WebSocket/SSE streams ({} worker process(es) x {} connections / 2: each proxied stream takes two); for {}, set in {conf}:\n",
@@ -287,6 +301,9 @@ impl Capacity {
         if let Some((want, f)) = &self.need_nofile {
             let now = if self.nofile_set { self.nofile.to_string() } else { format!("unset: {} open files per worker", self.nofile) };
             s.push_str(&format!("  worker_rlimit_nofile {want};  (main context; now {now}{})\n", from(f)));
+        }
+        if !self.shutdown_timeout_set {
+            s.push_str(SHUTDOWN);
         }
         s.push_str("  then: systemctl reload nginx");
         Some(s)
@@ -345,15 +362,21 @@ mod tests {
         assert!(w.contains("holds about 768 WebSocket/SSE streams") && w.contains(&format!("; for 10,000, set in {}:\n", p.display())), "{w}");
         assert!(w.contains("events { worker_connections 16384; }  (now 768)"), "{w}");
         assert!(w.contains("worker_rlimit_nofile 65536;  (main context; now unset: 1024 open files per worker)"), "{w}");
+        assert!(w.contains("worker_shutdown_timeout 10s;  (main context; now unset"), "{w}");
         assert!(w.ends_with("then: systemctl reload nginx"), "{w}");
     }
 
     #[test]
-    fn enough_connections_and_files_say_nothing() {
+    fn enough_connections_files_and_a_shutdown_timeout_say_nothing() {
         let d = tempfile::tempdir().unwrap();
-        let p = conf(d.path(), &DEBIAN.replace("768", "16384").replace("pid /run", "worker_rlimit_nofile 65536;\npid /run"));
+        let enough = DEBIAN.replace("768", "16384").replace("pid /run", "worker_rlimit_nofile 65536;\npid /run");
+        let p = conf(d.path(), &enough);
         let c = Capacity::of(&p, &Workers::read(&p), 2, None);
         assert_eq!((c.connections, c.nofile, c.streams), (16384, 65536, 16384));
+        let w = c.warning().expect("old workers would outlive reloads");
+        assert!(w.contains("worker_shutdown_timeout 10s;") && !w.contains("worker_connections"), "{w}");
+        let p = conf(d.path(), &enough.replace("pid /run", "worker_shutdown_timeout 10s;\npid /run"));
+        let c = Capacity::of(&p, &Workers::read(&p), 2, None);
         assert_eq!(c.warning(), None);
         // One worker needs twice the connections.
         let one = Capacity::of(&p, &Workers::read(&p), 1, None);
@@ -369,7 +392,7 @@ mod tests {
         let w = c.warning().unwrap();
         assert!(!w.contains("worker_connections 16384; }") && w.contains("worker_rlimit_nofile 65536;"), "{w}");
         // A running nginx given more files by its unit holds more.
-        assert_eq!(Capacity::of(&p, &Workers::read(&p), 2, Some(524288)).warning(), None);
+        assert_eq!(Capacity::of(&p, &Workers::read(&p), 2, Some(524288)).streams, 16384);
     }
 
     #[test]
