@@ -15,8 +15,9 @@ MIRROR=${COREPOOL_TEST_MIRROR:-}
 BASE_INCLUDE="systemd,systemd-sysv,dbus,curl,ca-certificates,procps,iproute2,util-linux"
 # Test tools, installed after debootstrap (python packages fail in --include):
 # certbot and the local ACME server pebble; openssl for certificates;
-# Debian's prometheus (with promtool) for the observability tests.
-BASE_EXTRA="certbot pebble openssl python3 prometheus"
+# Debian's prometheus (with promtool) for the observability tests;
+# python3-websockets for the WebSocket client of the stream tests.
+BASE_EXTRA="certbot pebble openssl python3 prometheus python3-websockets"
 # From bookworm-backports: the test clients' curl. bookworm's curl 7.88 fails
 # HTTP/2 requests that nginx refused with GOAWAY on a reload instead of
 # retrying them (exit 16; fixed in curl 8.4), which would count a client bug
