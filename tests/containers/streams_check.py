@@ -77,7 +77,7 @@ async def stop(base, n, cmd):
             return "open"
 
     watchers = [asyncio.create_task(watch(ws)) for ws, _ in sockets]
-    proc = await asyncio.create_subprocess_exec(*cmd)
+    proc = await asyncio.create_subprocess_exec(*cmd, stdout=subprocess.DEVNULL)
     await proc.wait()
     # The stopped replica's sockets have ended by now; the others stay open.
     done, _ = await asyncio.wait(watchers, timeout=TIMEOUT)
