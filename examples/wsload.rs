@@ -6,9 +6,9 @@
 //! then every message echoed.
 //!
 //! ```text
-//! wsload idle URL [--conns 10000] [--hold 120] [--concurrency 256] [--ready FILE]
-//! wsload echo URL [--conns 1000] --rate MSGS_PER_S [--duration 10] [--warmup 2]
-//!                 [--size 64] [--threads 1] [--concurrency 256]
+//! wsload idle URL[,URL...] [--conns 10000] [--hold 120] [--concurrency 256] [--ready FILE]
+//! wsload echo URL[,URL...] [--conns 1000] --rate MSGS_PER_S [--duration 10] [--warmup 2]
+//!                           [--size 64] [--threads 1] [--concurrency 256]
 //! ```
 //!
 //! - `idle`: opens `--conns` connections (at most `--concurrency` handshakes
@@ -25,10 +25,12 @@
 //!   Round trip: from the moment a message was written to its echo
 //!   (`rtt_us`), and from the moment it was scheduled (`sched_us`, which also
 //!   counts any lateness of the client itself: coordinated omission); `lag_us`
-//!   is how late the sends were. After the last send, 5 s more for the
-//!   echoes still in flight; any missing then is `lost`. `rate` is the echoes
+//!   is how late the sends were. After the last send, up to 5 s more for
+//!   the echoes still in flight; any missing then is `lost`. `rate` is the echoes
 //!   that arrived inside the counted window, per second (what was delivered,
 //!   not what was offered).
+//!
+//! With several URLs, connection i goes to the (i mod n)th.
 //!
 //! The client raises its own `RLIMIT_NOFILE` soft limit to the hard one and
 //! refuses to start if `--conns` would not fit.
@@ -200,12 +202,14 @@ impl Tally {
 }
 
 /// Opens `n` connections, `concurrency` handshakes at a time; failures go to `errors`.
-async fn open_all(addr: &str, url: &str, n: usize, concurrency: usize, errors: &Arc<Tally>, instances: &Arc<Tally>) -> Vec<Ws> {
+/// Connection i goes to `targets[i % targets.len()]`.
+async fn open_all(targets: &[(String, String)], n: usize, concurrency: usize, errors: &Arc<Tally>, instances: &Arc<Tally>) -> Vec<Ws> {
     let sem = Arc::new(Semaphore::new(concurrency));
     let mut tasks = Vec::with_capacity(n);
-    for _ in 0..n {
+    for i in 0..n {
         let permit = sem.clone().acquire_owned().await.unwrap();
-        let (addr, url, errors, instances) = (addr.to_string(), url.to_string(), errors.clone(), instances.clone());
+        let (addr, url) = targets[i % targets.len()].clone();
+        let (errors, instances) = (errors.clone(), instances.clone());
         tasks.push(tokio::spawn(async move {
             let r = open(&addr, &url).await;
             drop(permit);
@@ -246,11 +250,12 @@ fn summary(mut v: Vec<u32>) -> serde_json::Value {
     })
 }
 
-async fn idle(a: Args, addr: String, url: String) -> serde_json::Value {
+async fn idle(a: Args, targets: Vec<(String, String)>) -> serde_json::Value {
+    let url = a.url.clone();
     let errors = Arc::new(Tally::default());
     let instances = Arc::new(Tally::default());
     let t0 = Instant::now();
-    let conns = open_all(&addr, &url, a.conns, a.concurrency, &errors, &instances).await;
+    let conns = open_all(&targets, a.conns, a.concurrency, &errors, &instances).await;
     let open_ms = t0.elapsed().as_secs_f64() * 1000.0;
     let opened = conns.len();
     let line = serde_json::json!({"phase": "open", "opened": opened, "wanted": a.conns, "open_ms": open_ms.round(), "errors": errors.json(), "instances": instances.json()});
@@ -336,11 +341,12 @@ struct Samples {
     in_window: u64,
 }
 
-async fn echo(a: Args, addr: String, url: String) -> serde_json::Value {
+async fn echo(a: Args, targets: Vec<(String, String)>) -> serde_json::Value {
+    let url = a.url.clone();
     let errors = Arc::new(Tally::default());
     let instances = Arc::new(Tally::default());
     let t0 = Instant::now();
-    let conns = open_all(&addr, &url, a.conns, a.concurrency, &errors, &instances).await;
+    let conns = open_all(&targets, a.conns, a.concurrency, &errors, &instances).await;
     let open_ms = t0.elapsed().as_secs_f64() * 1000.0;
     let opened = conns.len();
     if opened == 0 {
@@ -360,6 +366,10 @@ async fn echo(a: Args, addr: String, url: String) -> serde_json::Value {
         tasks.push(tokio::spawn(async move {
             let (mut sink, mut stream) = ws.split();
             let phase = period.mul_f64(i as f64 / opened as f64);
+            // How many the sender wrote in all, once it is done: the receiver
+            // stops when it has them all back (or at the deadline).
+            let (total, done) = (AtomicU64::new(u64::MAX), tokio::sync::Notify::new());
+            let (total, done) = (&total, &done);
             let sender = async move {
                 let (mut sent, mut lag) = (0u64, Vec::new());
                 let mut k: u32 = 0;
@@ -382,19 +392,27 @@ async fn echo(a: Args, addr: String, url: String) -> serde_json::Value {
                     }
                     k += 1;
                 }
+                total.store(u64::from(k), Ordering::Relaxed);
+                done.notify_one();
                 (sent, lag, sink)
             };
             let receiver = async {
                 let mut s = Samples::default();
+                let mut echoed = 0u64;
                 let deadline = tokio::time::sleep_until((base + measure_to + Duration::from_secs(5)).into());
                 tokio::pin!(deadline);
                 loop {
                     let m = tokio::select! {
                         m = stream.next() => m,
+                        _ = done.notified() => {
+                            if echoed >= total.load(Ordering::Relaxed) { break; }
+                            continue;
+                        }
                         _ = &mut deadline => break,
                     };
                     match m {
                         Some(Ok(Message::Text(t))) => {
+                            echoed += 1;
                             let now = base.elapsed().as_micros();
                             let mut f = t.as_str().split(' ');
                             let (Some(Ok(at)), Some(Ok(wrote))) = (f.next().map(str::parse::<u128>), f.next().map(str::parse::<u128>)) else {
@@ -410,6 +428,9 @@ async fn echo(a: Args, addr: String, url: String) -> serde_json::Value {
                                 s.received += 1;
                                 s.rtt.push(now.saturating_sub(wrote).min(u32::MAX as u128) as u32);
                                 s.sched.push(now.saturating_sub(at).min(u32::MAX as u128) as u32);
+                            }
+                            if echoed >= total.load(Ordering::Relaxed) {
+                                break;
                             }
                         }
                         Some(Ok(Message::Close(f))) => {
@@ -469,7 +490,8 @@ async fn echo(a: Args, addr: String, url: String) -> serde_json::Value {
 fn main() {
     let started = Instant::now();
     let a = parse_args();
-    let (addr, url) = target(&a.url);
+    // Several URLs, comma-separated: the connections are spread over them in turn.
+    let targets: Vec<(String, String)> = a.url.split(',').map(target).collect();
     raise_nofile(a.conns as u64 + 64);
     let rt = if a.threads == 1 {
         tokio::runtime::Builder::new_current_thread().enable_all().build()
@@ -479,8 +501,8 @@ fn main() {
     .expect("tokio runtime");
     let out = rt.block_on(async move {
         match a.mode.as_str() {
-            "idle" => idle(a, addr, url).await,
-            _ => echo(a, addr, url).await,
+            "idle" => idle(a, targets).await,
+            _ => echo(a, targets).await,
         }
     });
     let mut out = out;
