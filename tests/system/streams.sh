@@ -113,7 +113,7 @@ streams_wait_settled() {
 # stream is open and echoing on every instance.
 streams_hold_start() {
     ct app sh -c "rm -rf $STREAMS_DIR && mkdir -p $STREAMS_DIR && echo '0 done' > $STREAMS_DIR/phase"
-    streams_client hold --ws "$1" --sse "$2" --dir "$STREAMS_DIR" --max-seconds 240 >"$WORK/streams-hold.out" 2>&1 &
+    streams_client hold --ws "$1" --sse "$2" --dir "$STREAMS_DIR" --max-seconds 240 </dev/null >"$WORK/streams-hold.out" 2>&1 &
     STREAMS_PID=$!
     streams_wait_settled 0 "$1" "$2"
 }
@@ -286,7 +286,8 @@ test_streams_kill9_instance() {
     streams_install
     streams_hold_start "$STREAMS_KILL_WS" 0 || { streams_hold_stop /dev/null; fail "the WebSockets did not open"; }
     local on0 pid new s
-    on0=$(ct app cat "$STREAMS_DIR/status.json" | field "['ws_open_by_instance'].get('0', 0)")
+    # (A failure here must not leave the client running: it is stopped below.)
+    on0=$(ct app cat "$STREAMS_DIR/status.json" | field "['ws_open_by_instance'].get('0', 0)") || on0=none
     pid=$(main_pid 0)
     local settled=yes
     streams_phase "1 running" || settled=no
