@@ -71,6 +71,11 @@ async fn catch_panic<F: Future>(fut: F) -> Result<F::Output, String> {
     .await
 }
 
+/// True for an EventSource's request (`Accept: text/event-stream`).
+fn asks_for_event_stream<B>(req: &Request<B>) -> bool {
+    req.headers().get(http::header::ACCEPT).is_some_and(|v| v.as_bytes().windows(17).any(|w| w.eq_ignore_ascii_case(b"text/event-stream")))
+}
+
 /// True for a WebSocket handshake (`Upgrade: websocket`).
 fn is_websocket_handshake<B>(req: &Request<B>) -> bool {
     req.headers().get(UPGRADE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
@@ -101,6 +106,12 @@ where
             Ok(p) => place = Some(p),
             Err(refused) => return Ok(done.finish(&state, refused.into_response(), Route::Unmatched, None)),
         }
+    }
+    // Draining: a client (re)opening an event stream is sent elsewhere (nginx
+    // retries a GET answered 503 on another instance), as a handshake is.
+    if state.is_shutting_down() && asks_for_event_stream(&req) {
+        let busy = ApiError::unavailable("this instance is restarting: reconnect (to another instance)", 1);
+        return Ok(done.finish(&state, busy.into_response(), Route::Unmatched, None));
     }
     let mut req = req.map(|b| Body::new(Limited::new(b, max_body)));
     // The limit is corepool's, above: axum's extractors must not add their own.
@@ -166,8 +177,11 @@ impl Done {
             }
             // An event stream has no length: answers that have one skip the look.
             if resp.body().size_hint().exact().is_none() && sse::is_event_stream(resp.headers()) {
-                // nginx passes each event on as it comes, whatever the site's buffering.
+                // nginx passes each event on as it comes, whatever the site's
+                // buffering; the connection ends with the stream (a drain then
+                // waits for no idle connection left behind by one).
                 resp.headers_mut().insert(X_ACCEL_BUFFERING.clone(), HeaderValue::from_static("no"));
+                resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
                 resp = resp.map(|b| Body::new(SseBody::new(b, state)));
                 if let Some(conn) = conn {
                     conn.serves_stream(state);

@@ -128,7 +128,7 @@ impl State {
     /// streaming handler's cue to send its last message. corepool then ends
     /// every SSE stream and closes every WebSocket with 1012 itself.
     pub fn draining(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        self.streams.draining()
+        self.streams.watched_drain()
     }
 
     /// Marks the instance as draining and tells every open stream.

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -20,6 +20,27 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::config::StreamsConfig;
 use crate::drain::{Signal, TrackGuard, Tracked, Waiter};
 use crate::metrics::StreamMetrics;
+
+/// [`crate::State::draining`]: completes at the drain; counted as a handler
+/// waiting for it until dropped (not merely until it completes: the handler's
+/// last message comes after).
+pub(crate) struct Draining {
+    waiter: Waiter,
+    watchers: Arc<AtomicUsize>,
+}
+
+impl std::future::Future for Draining {
+    type Output = ();
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        std::pin::Pin::new(&mut self.get_mut().waiter).poll(cx)
+    }
+}
+
+impl Drop for Draining {
+    fn drop(&mut self) {
+        self.watchers.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// The instance's streams.
 pub(crate) struct Streams {
@@ -31,6 +52,9 @@ pub(crate) struct Streams {
     /// Each open WebSocket's socket, to cut it when its close times out.
     sockets: Mutex<HashMap<u64, RawFd>>,
     next: AtomicU64,
+    /// Handlers waiting for the drain (`State::draining`): while there are
+    /// any, WebSockets get a moment for their last word before the 1012.
+    watchers: Arc<AtomicUsize>,
     pub(crate) metrics: StreamMetrics,
 }
 
@@ -44,6 +68,7 @@ impl Streams {
             open: Arc::default(),
             sockets: Mutex::default(),
             next: AtomicU64::new(0),
+            watchers: Arc::default(),
             metrics,
         }
     }
@@ -99,6 +124,18 @@ impl Streams {
     /// Completes when the drain begins.
     pub(crate) fn draining(&self) -> Waiter {
         self.drain.waiter()
+    }
+
+    /// The drain, for a handler: counted while it waits, so that WebSockets
+    /// give it a moment for its last message.
+    pub(crate) fn watched_drain(&self) -> Draining {
+        self.watchers.fetch_add(1, Ordering::Relaxed);
+        Draining { waiter: self.drain.waiter(), watchers: self.watchers.clone() }
+    }
+
+    /// True while some handler waits for the drain.
+    pub(crate) fn watched(&self) -> bool {
+        self.watchers.load(Ordering::Relaxed) > 0
     }
 
     /// Waits until every stream has ended.

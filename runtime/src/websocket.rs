@@ -77,8 +77,9 @@ pub(crate) mod code {
     }
 }
 
-/// How long after the drain began its close goes out (at most half of
-/// `streams.close_timeout`): a handler's own last message comes first.
+/// How long after the drain began its close goes out while handlers wait for
+/// the drain (at most half of `streams.close_timeout`): their own last
+/// message comes first. With none waiting, it goes at once.
 const LAST_WORD: Duration = Duration::from_millis(200);
 
 /// Bytes received on `fd` and not read yet (0 when it cannot be told).
@@ -344,9 +345,15 @@ impl Ws {
     fn tick(&mut self, cx: &mut Context<'_>) {
         if self.closing_at.is_none() && self.drain.poll_begun(cx) {
             // The timer now waits for the close (no ping is needed after it).
-            let at = Instant::now() + LAST_WORD.min(self.state.config().streams.close_timeout / 2);
-            self.closing_at = Some(at);
-            self.ping.as_mut().reset(at);
+            let grace = if self.state.streams.watched() { LAST_WORD.min(self.state.config().streams.close_timeout / 2) } else { Duration::ZERO };
+            let now = Instant::now();
+            self.closing_at = Some(now + grace);
+            if grace.is_zero() {
+                self.queue(Control::Close(code::RESTART, "service restart"));
+                self.ping.as_mut().reset(now + Duration::from_secs(3600));
+                return;
+            }
+            self.ping.as_mut().reset(now + grace);
         }
         while self.ping.as_mut().poll(cx).is_ready() {
             let now = Instant::now();

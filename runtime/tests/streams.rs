@@ -279,6 +279,7 @@ fn on_shutdown_an_sse_stream_ends_after_its_last_event_and_a_retry_hint() {
     let (head, s) = raw(server.addr(), "GET /events HTTP/1.1\r\nHost: t\r\n\r\n");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(head.to_ascii_lowercase().contains("x-accel-buffering: no"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("connection: close"), "the connection ends with the stream: {head}");
     assert!(head.to_ascii_lowercase().contains("cache-control: no-cache"), "axum's Sse says no-cache, and it stays: {head}");
     let mut r = BufReader::new(s);
     let mut text = String::new();
@@ -302,6 +303,9 @@ fn on_shutdown_an_sse_stream_ends_after_its_last_event_and_a_retry_hint() {
     assert!(text.contains("event: bye\ndata: restarting\n\n"), "the handler's own last word: {text:?}");
     let bye = text.find("event: bye").unwrap();
     assert!(text[bye..].contains("retry: 250\n\n"), "retry hint after it: {text:?}");
+    // Reconnecting to the draining instance: sent elsewhere (503, which nginx retries on another).
+    let (again, _) = raw(server.addr(), "GET /events HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n\r\n");
+    assert!(again.starts_with("HTTP/1.1 503") && again.to_ascii_lowercase().contains("retry-after: 1"), "{again}");
     assert!(t.elapsed() < Duration::from_secs(5));
     server.join().0.unwrap();
 }
