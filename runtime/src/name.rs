@@ -103,6 +103,12 @@ impl ServiceName {
         self.0.replace('-', "_")
     }
 
+    /// The session cookie: `myapp_session` (`my_app_session` for `my-app`),
+    /// the name nginx's `$cookie_...` variable reads for sticky routing.
+    pub fn session_cookie(&self) -> String {
+        format!("{}_session", self.ident())
+    }
+
     /// Prefix of the environment variables that override settings: `MYAPP`
     /// (`MYAPP_POOL_THREADS=2`, `MYAPP_CONFIG=/path`).
     pub fn env_prefix(&self) -> String {
@@ -217,6 +223,7 @@ mod tests {
         assert_eq!(n.socket_addr(0), "unix:/run/my-app2/0.sock");
         assert_eq!((n.service_unit(1), n.socket_unit(1), n.target_unit()), ("my-app2@1.service".into(), "my-app2@1.socket".into(), "my-app2.target".into()));
         assert_eq!((n.env_prefix(), n.ident()), ("MY_APP2".into(), "my_app2".into()));
+        assert_eq!(n.session_cookie(), "my_app2_session");
         assert_eq!(n.instance_of("my-app2@12.socket"), Some(12));
         assert_eq!(n.instance_of("my-app@1.socket"), None);
         assert_eq!(n.instance_of("my-app2@x.socket"), None);
