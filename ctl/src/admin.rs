@@ -11,6 +11,7 @@ use corepool_runtime::cli::report;
 use corepool_runtime::config::Config;
 use corepool_runtime::{client, listen, ServiceName};
 
+use crate::balance::{self, Balance};
 use crate::capacity;
 use crate::dns::is_dns_name;
 use crate::exporter::{self, ExporterError};
@@ -351,9 +352,58 @@ pub fn nginx_enable(n: &ServiceName, server_names: &[String], out: &mut dyn Writ
     Ok(())
 }
 
+/// `NAME nginx balance [METHOD]`: shows the upstream's balancing method, or
+/// sets it (root): the upstream is rewritten, checked and nginx reloaded,
+/// and the choice kept for every later rewrite.
+pub fn nginx_balance(n: &ServiceName, method: Option<Balance>, out: &mut dyn Write) -> Result<(), AdminError> {
+    let Some(method) = method else {
+        let current = balance::load(n).map_err(NginxError::from)?;
+        writeln!(out, "nginx balance: {}", current.describe(n))?;
+        if current == Balance::Client {
+            writeln!(out, "{}", client_address_note(nginx::realip_files()))?;
+        }
+        writeln!(out, "(kept in {}; change it with `{n} nginx balance least-conn|cookie|client`)", balance::state_path(n).display())?;
+        return Ok(());
+    };
+    units::require_root(n, "nginx balance")?;
+    if !nginx::installed() {
+        return Err(AdminError::NoNginx);
+    }
+    let before = balance::load(n).map_err(NginxError::from)?;
+    nginx::set_balance(n, method)?;
+    let verb = if before == method { "still" } else { "now" };
+    writeln!(out, "nginx balance: {verb} {}", method.describe(n))?;
+    if method == Balance::Client {
+        writeln!(out, "{}", client_address_note(nginx::realip_files()))?;
+    }
+    writeln!(out, "nginx: upstream checked and reloaded; kept in {}", balance::state_path(n).display())?;
+    Ok(())
+}
+
+/// What `$remote_addr` is on this host, for `balance client`: the realip
+/// module's client address where nginx is configured for a proxy in front,
+/// else the address nginx's connection comes from.
+fn client_address_note(realip: Option<Vec<String>>) -> String {
+    match realip {
+        Some(files) if !files.is_empty() => {
+            format!("the client address is the one nginx's realip module takes from the proxy in front (set_real_ip_from in {})", files.join(", "))
+        }
+        Some(_) => "the client address is the one nginx's connections come from (no set_real_ip_from in nginx's configuration):                     behind another proxy or load balancer, configure nginx's realip module for it, or every client hashes as that proxy"
+            .into(),
+        None => "the client address is $remote_addr (nginx -T could not be read to say whether the realip module rewrites it)".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_client_address_note_says_whether_realip_rewrites_it() {
+        assert!(client_address_note(Some(vec!["/etc/nginx/conf.d/lb.conf".into()])).ends_with("(set_real_ip_from in /etc/nginx/conf.d/lb.conf)"));
+        assert!(client_address_note(Some(vec![])).contains("or every client hashes as that proxy"));
+        assert!(client_address_note(None).contains("could not be read"));
+    }
 
     #[test]
     fn counts_parse() {

@@ -133,6 +133,16 @@ pub enum NginxCommand {
     },
     /// Regenerate the upstream from the enabled instances, check, reload.
     Sync,
+    /// How nginx spreads requests over the instances (and the hosts behind
+    /// this front): show it, or set it, check, reload. Kept in
+    /// /etc/NAME/upstream.toml: enable, scale, nginx sync and front keep it.
+    /// `cookie` and `client` are sticky (consistent hashing) for services
+    /// that keep state per instance; see the docs for what they cost.
+    Balance {
+        /// The method [default: show the current one]
+        #[arg(value_enum, value_name = "METHOD")]
+        method: Option<crate::balance::Balance>,
+    },
     /// Empty the site's response cache (/var/cache/NAME): every entry is
     /// fetched from the instances again.
     PurgeCache,

@@ -3,7 +3,8 @@
 //! gives instance N a TCP socket on `port_base + N`; here `NAME front add
 //! HOST` checks that every instance answers, records the host in
 //! `/etc/NAME/front.toml` and puts its instances into the nginx upstream
-//! (see `nginx::render_upstream`). nginx balances (`least_conn`), keeps
+//! (see `nginx::render_upstream`). nginx balances (`least_conn`, or as
+//! `NAME nginx balance` says: the hosts' servers join the same ring), keeps
 //! connections alive, marks failing servers down for a while (passive health
 //! checks) and retries idempotent requests on another server.
 
@@ -16,6 +17,7 @@ use corepool_runtime::client::{self, ClientError};
 use corepool_runtime::ServiceName;
 use serde::Serialize;
 
+use crate::balance::{self, BalanceError};
 use crate::dns::is_dns_name;
 use crate::hosts::{self, Front, Host, HostsError};
 use crate::nginx::{self, NginxError};
@@ -34,6 +36,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 pub enum FrontError {
     #[error(transparent)]
     Hosts(#[from] HostsError),
+    #[error(transparent)]
+    Balance(#[from] BalanceError),
     #[error("`{0}` is not a host name or IP address")]
     BadName(String),
     #[error("cannot resolve `{host}`: {error}; nginx configuration unchanged")]
@@ -66,10 +70,11 @@ pub enum FrontError {
     Output(#[from] std::io::Error),
 }
 
-/// Writes the state and the upstream together; nothing changes unless
-/// `nginx -t` accepts the result (see `nginx::apply`).
+/// Writes the state and the upstream together, balanced as before (`nginx
+/// balance`); nothing changes unless `nginx -t` accepts the result (see
+/// `nginx::apply`).
 fn commit(n: &ServiceName, front: &Front) -> Result<(), FrontError> {
-    let mut files = nginx::sync_files(n, &units::enabled(n)?, front);
+    let mut files = nginx::sync_files(n, &units::enabled(n)?, front, balance::load(n)?);
     files.push((hosts::state_path(n), hosts::render(n, front)));
     nginx::apply(&files)?;
     Ok(())

@@ -24,6 +24,7 @@
 //! | `status` | one row per instance (like `pm2 ls`), and the remote hosts' |
 //! | `front` | one nginx front over several hosts: add, remove, drain, their health |
 //! | `nginx` | the generated nginx includes, checked before every reload |
+//! | `balance` | how the upstream balances: least_conn, or sticky by cookie or client address (`upstream.toml`) |
 //! | `logs` | the instances' journal, tagged (like `pm2 logs`) |
 //! | `exporter` | `metrics serve`: the host's scrape endpoint for Prometheus, file_sd targets |
 //! | `units` | systemctl, the enabled set, backend socket drop-ins |
@@ -37,6 +38,7 @@
 #![deny(missing_docs)]
 
 mod admin;
+mod balance;
 mod capacity;
 mod commands;
 mod dns;
@@ -132,6 +134,7 @@ fn dispatch(n: &ServiceName, service: &Service, command: Command, config: Option
             nginx::sync(n, &units::enabled(n)?)?;
             Ok(())
         }
+        Command::Nginx(NginxCommand::Balance { method }) => Ok(admin::nginx_balance(n, method, out)?),
         Command::Nginx(NginxCommand::PurgeCache) => {
             units::require_root(n, "nginx purge-cache")?;
             let removed = nginx::purge_cache(n)?;

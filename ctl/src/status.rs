@@ -8,9 +8,11 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::time::Duration;
 
+use corepool_runtime::cli::report;
 use corepool_runtime::{client, ServiceName};
 use serde::Serialize;
 
+use crate::balance::{self, Balance};
 use crate::capacity;
 use crate::hosts::{self, HostsError};
 use crate::nginx;
@@ -251,8 +253,14 @@ pub fn status(n: &ServiceName, json: bool, out: &mut dyn Write) -> Result<(), St
         writeln!(out, "Hosts behind this front (nginx: its error log of the last {} s; health: /healthz):", crate::front::FAILING_WINDOW.as_secs())?;
         write!(out, "{}", crate::front::render_status(&crate::front::collect(n, &front)))?;
     }
-    // Streams through the site hold nginx connections: say when nginx.conf allows too few.
     let site = nginx::installed() && std::fs::symlink_metadata(nginx::site_enabled(n)).is_ok();
+    // How nginx balances (`nginx balance`): where the site serves, or when it is sticky.
+    match balance::load(n) {
+        Ok(b) if site || b != Balance::default() => writeln!(out, "\nnginx balance: {}", b.describe(n))?,
+        Ok(_) => {}
+        Err(e) => writeln!(out, "\nnginx balance: unknown: {}", report(&e))?,
+    }
+    // Streams through the site hold nginx connections: say when nginx.conf allows too few.
     if let Some(warning) = capacity::check().filter(|_| site) {
         writeln!(out, "\n{warning}")?;
     }
