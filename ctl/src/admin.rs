@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::os::fd::OwnedFd;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use corepool_runtime::cli::report;
@@ -16,6 +17,7 @@ use crate::capacity;
 use crate::dns::is_dns_name;
 use crate::exporter::{self, ExporterError};
 use crate::nginx::{self, NginxError};
+use crate::redis;
 use crate::status::identity;
 use crate::units::{self, require_admin, UnitError};
 
@@ -115,15 +117,29 @@ fn not_ready(n: &ServiceName, i: u32, detail: String) -> AdminError {
     AdminError::NotReady { unit: n.service_unit(i), detail, journal: units::journal_tail(&n.service_unit(i), 10) }
 }
 
-/// `enable`/`scale`/`disable`: make instances 0..count the enabled, running set.
+/// Refreshes the instances' `[redis]` drop-in from `config` (None: removes
+/// it) and prints what it did or what to fix; true when it changed.
+fn sync_redis(n: &ServiceName, config: Option<&Path>, out: &mut dyn Write) -> Result<bool, AdminError> {
+    let outcome = redis::sync(n, config)?;
+    for line in &outcome.lines {
+        writeln!(out, "{line}")?;
+    }
+    Ok(outcome.changed)
+}
+
+/// `enable`/`scale`/`disable`: make instances 0..count the enabled, running
+/// set; `config` is the configuration file the instances read (for the
+/// `[redis]` drop-in; `disable` passes None).
 ///
 /// Scaling down takes instances out of nginx first, then stops them; scaling
 /// up starts them, waits for readiness (unless `lazy`), then adds them to nginx.
-pub fn set_count(n: &ServiceName, count: u32, lazy: bool, cfg: &Config, out: &mut dyn Write) -> Result<(), AdminError> {
+pub fn set_count(n: &ServiceName, count: u32, lazy: bool, cfg: &Config, config: Option<&Path>, out: &mut dyn Write) -> Result<(), AdminError> {
     let backend = &cfg.backend;
     if backend.enabled() && u32::from(backend.port_base) + count > 65536 {
         return Err(AdminError::Ports { port_base: backend.port_base, count });
     }
+    // Before any instance starts, so that new ones start with it.
+    let redis_changed = sync_redis(n, config.filter(|_| count > 0), out)?;
     let current: BTreeSet<u32> = units::enabled(n)?.into_iter().collect();
     let desired: BTreeSet<u32> = (0..count).collect();
     let removed: Vec<u32> = current.difference(&desired).copied().collect();
@@ -187,6 +203,10 @@ pub fn set_count(n: &ServiceName, count: u32, lazy: bool, cfg: &Config, out: &mu
     let addr = exporter::listen_addr(n, &cfg.metrics)?;
     writeln!(out, "metrics: http://{addr}/instances/N/metrics, targets in {}", exporter::targets_path(n).display())?;
     writeln!(out, "{count} instance(s) enabled; they start at boot with {target}")?;
+    let kept: Vec<u32> = current.intersection(&desired).copied().collect();
+    if redis_changed && !kept.is_empty() {
+        writeln!(out, "redis: instances already running keep their unit's previous settings until `{n} reload` restarts them")?;
+    }
     Ok(())
 }
 
@@ -254,21 +274,21 @@ fn hold_off_tcp(pid: u32) -> std::io::Result<Vec<OwnedFd>> {
 }
 
 /// `NAME enable N|max [--lazy]`.
-pub fn enable(n: &ServiceName, count: Count, lazy: bool, cfg: &Config, out: &mut dyn Write) -> Result<(), AdminError> {
+pub fn enable(n: &ServiceName, count: Count, lazy: bool, cfg: &Config, config: &Path, out: &mut dyn Write) -> Result<(), AdminError> {
     require_admin(n, "enable")?;
-    set_count(n, count.resolve(), lazy, cfg, out)
+    set_count(n, count.resolve(), lazy, cfg, Some(config), out)
 }
 
 /// `NAME scale N|max`.
-pub fn scale(n: &ServiceName, count: Count, cfg: &Config, out: &mut dyn Write) -> Result<(), AdminError> {
+pub fn scale(n: &ServiceName, count: Count, cfg: &Config, config: &Path, out: &mut dyn Write) -> Result<(), AdminError> {
     require_admin(n, "scale")?;
-    set_count(n, count.resolve(), false, cfg, out)
+    set_count(n, count.resolve(), false, cfg, Some(config), out)
 }
 
-/// `NAME disable`.
+/// `NAME disable` (the `[redis]` drop-in goes too: no instance is left to need it).
 pub fn disable(n: &ServiceName, out: &mut dyn Write) -> Result<(), AdminError> {
     require_admin(n, "disable")?;
-    set_count(n, 0, true, &Config::default(), out)
+    set_count(n, 0, true, &Config::default(), None, out)
 }
 
 fn main_pid(n: &ServiceName, i: u32) -> Result<(String, u32), AdminError> {
@@ -280,8 +300,10 @@ fn main_pid(n: &ServiceName, i: u32) -> Result<(String, u32), AdminError> {
 
 /// Rolling reload: restarts running instances one at a time; systemd returns
 /// from the restart once the new process sent READY=1. The socket stays open
-/// throughout, so requests arriving meanwhile wait instead of failing.
-pub fn reload(n: &ServiceName, instance: Option<u32>, out: &mut dyn Write) -> Result<(), AdminError> {
+/// throughout, so requests arriving meanwhile wait instead of failing. The
+/// `[redis]` drop-in is refreshed from `config` first, so the restarted
+/// instances start with it.
+pub fn reload(n: &ServiceName, instance: Option<u32>, config: &Path, out: &mut dyn Write) -> Result<(), AdminError> {
     require_admin(n, "reload")?;
     let list = match instance {
         Some(i) => vec![i],
@@ -290,6 +312,7 @@ pub fn reload(n: &ServiceName, instance: Option<u32>, out: &mut dyn Write) -> Re
     if list.is_empty() {
         return Err(AdminError::NoneEnabled(n.to_string()));
     }
+    sync_redis(n, Some(config), out)?;
     let total = list.len();
     for (k, &i) in list.iter().enumerate() {
         let (state, old) = main_pid(n, i)?;
@@ -311,13 +334,15 @@ pub fn reload(n: &ServiceName, instance: Option<u32>, out: &mut dyn Write) -> Re
     Ok(())
 }
 
-/// Restarts every enabled instance at once (not rolling), then waits for each.
-pub fn restart(n: &ServiceName, out: &mut dyn Write) -> Result<(), AdminError> {
+/// Restarts every enabled instance at once (not rolling), then waits for
+/// each; the `[redis]` drop-in is refreshed from `config` first.
+pub fn restart(n: &ServiceName, config: &Path, out: &mut dyn Write) -> Result<(), AdminError> {
     require_admin(n, "restart")?;
     let list = units::enabled(n)?;
     if list.is_empty() {
         return Err(AdminError::NoneEnabled(n.to_string()));
     }
+    sync_redis(n, Some(config), out)?;
     let services: Vec<String> = list.iter().map(|&i| n.service_unit(i)).collect();
     // As in `reload`: the operator's restarts do not count towards the crash limit.
     let mut args = vec!["reset-failed"];

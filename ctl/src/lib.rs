@@ -27,6 +27,7 @@
 //! | `balance` | how the upstream balances: least_conn, or sticky by cookie or client address (`upstream.toml`) |
 //! | `logs` | the instances' journal, tagged (like `pm2 logs`) |
 //! | `exporter` | `metrics serve`: the host's scrape endpoint for Prometheus, file_sd targets |
+//! | `redis` | the instances' unit drop-in for `[redis]`: after Redis, its socket's group, the network to its server, the password credential |
 //! | `units` | systemctl, the enabled set, backend socket drop-ins |
 //! | `hosts` | the hosts behind a front (`front.toml`) |
 //! | `capacity` | how many WebSocket/SSE streams nginx's worker settings hold (`nginx.conf`) |
@@ -50,6 +51,7 @@ mod logs;
 mod new;
 mod nginx;
 mod package;
+mod redis;
 mod status;
 mod table;
 mod top;
@@ -107,21 +109,24 @@ fn run(n: &ServiceName, service: Service, cli: Cli<Command>, out: &mut dyn Write
 fn dispatch(n: &ServiceName, service: &Service, command: Command, config: Option<std::path::PathBuf>, out: &mut dyn Write) -> Result<()> {
     let count = |s: &str| s.parse::<Count>().map_err(anyhow::Error::msg);
     // The settings `enable`/`scale` act on ([backend] sockets, [metrics] targets).
-    let settings = |config| -> Result<corepool_runtime::config::Config> { Ok(service.load(&service.source(config)?, &[])?.config) };
+    let settings =
+        |config: &Option<std::path::PathBuf>| -> Result<corepool_runtime::config::Config> { Ok(service.load(&service.source(config.clone())?, &[])?.config) };
+    // The file the instances read ([redis] for their unit's drop-in).
+    let config_file = |config: &Option<std::path::PathBuf>| -> Result<std::path::PathBuf> { Ok(service.source(config.clone())?.path) };
     match command {
         Command::Base(_) => unreachable!("handled above"),
         Command::Enable { count: c, lazy } => {
             // Before reading the (root-only) configuration: say sudo, not "unreadable".
             units::require_admin(n, "enable")?;
-            Ok(admin::enable(n, count(&c)?, lazy, &settings(config)?, out)?)
+            Ok(admin::enable(n, count(&c)?, lazy, &settings(&config)?, &config_file(&config)?, out)?)
         }
         Command::Disable => Ok(admin::disable(n, out)?),
         Command::Scale { count: c } => {
             units::require_admin(n, "scale")?;
-            Ok(admin::scale(n, count(&c)?, &settings(config)?, out)?)
+            Ok(admin::scale(n, count(&c)?, &settings(&config)?, &config_file(&config)?, out)?)
         }
-        Command::Reload { instance } => Ok(admin::reload(n, instance, out)?),
-        Command::Restart => Ok(admin::restart(n, out)?),
+        Command::Reload { instance } => Ok(admin::reload(n, instance, &config_file(&config)?, out)?),
+        Command::Restart => Ok(admin::restart(n, &config_file(&config)?, out)?),
         Command::Status { json } => Ok(status::status(n, json, out)?),
         Command::Top => Ok(top::run(n, out)?),
         Command::Logs { which, lines, follow } => {
@@ -159,9 +164,9 @@ fn dispatch(n: &ServiceName, service: &Service, command: Command, config: Option
             FrontCommand::Undrain { host } => Ok(front::undrain(n, &host, out)?),
             FrontCommand::Status { json } => Ok(front::status(n, json, out)?),
         },
-        Command::Metrics(MetricsCommand::Serve) => Ok(exporter::serve(n, &settings(config)?.metrics)?),
+        Command::Metrics(MetricsCommand::Serve) => Ok(exporter::serve(n, &settings(&config)?.metrics)?),
         Command::Metrics(MetricsCommand::Targets { address }) => {
-            let cfg = settings(config)?.metrics;
+            let cfg = settings(&config)?.metrics;
             let addr = match address {
                 Some(a) => a.parse().map_err(|_| anyhow::anyhow!("--address `{a}` is not HOST:PORT"))?,
                 None => exporter::listen_addr(n, &cfg)?,

@@ -119,7 +119,7 @@ pub fn sync_backend_dropins(n: &ServiceName, instances: &[u32], b: &BackendConfi
 }
 
 /// Removes a drop-in, and its directory if that is left empty.
-fn remove_dropin(p: &Path) -> std::io::Result<()> {
+pub fn remove_dropin(p: &Path) -> std::io::Result<()> {
     match std::fs::remove_file(p) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
         _ => {}
