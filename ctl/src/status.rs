@@ -64,10 +64,49 @@ pub struct Row {
     pub websockets: Option<u64>,
     /// Open server-sent-event streams (`/healthz` `sse`; 0 likewise).
     pub sse: Option<u64>,
+    /// The instance's connection to Redis (`/healthz` `redis`), when it has `[redis]`.
+    pub redis: Option<RedisState>,
     /// True when the service runs but did not answer within the timeout.
     pub unresponsive: bool,
     /// The instance's last `STATUS=` line.
     pub status: String,
+}
+
+/// An instance's connection to Redis as its `/healthz` reports it.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct RedisState {
+    /// `up`, `down`, `connecting` or `refused`.
+    pub state: String,
+    pub url: Option<String>,
+    /// Seconds in this state.
+    pub since_s: Option<u64>,
+    pub reconnects: Option<u64>,
+    /// The last error, when not up.
+    pub error: Option<String>,
+}
+
+impl RedisState {
+    /// From `/healthz`'s `redis` object; None when there is none (no `[redis]`).
+    fn from_healthz(v: &serde_json::Value) -> Option<RedisState> {
+        let r = v.as_object()?;
+        let text = |k: &str| r.get(k).and_then(|v| v.as_str()).map(String::from);
+        Some(RedisState {
+            state: text("state").unwrap_or_else(|| "?".into()),
+            url: text("url"),
+            // Whole seconds (the runtime sends a fraction).
+            since_s: r.get("since_s").and_then(|v| v.as_u64().or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))),
+            reconnects: r.get("reconnects").and_then(|v| v.as_u64()),
+            error: text("error").filter(|e| !e.is_empty()),
+        })
+    }
+
+    /// The table's cell: the state and for how long (`up 2h1m`).
+    fn cell(&self) -> String {
+        match self.since_s {
+            Some(s) => format!("{} {}", self.state, human_secs(s)),
+            None => self.state.clone(),
+        }
+    }
 }
 
 impl Row {
@@ -81,6 +120,7 @@ impl Row {
         // Instances from before WebSockets and SSE do not count them: none open.
         self.websockets = Some(id["websockets"].as_u64().unwrap_or(0));
         self.sse = Some(id["sse"].as_u64().unwrap_or(0));
+        self.redis = RedisState::from_healthz(&id["redis"]);
     }
 }
 
@@ -201,7 +241,12 @@ pub fn streams(r: &Row) -> Option<String> {
 /// The `NAME status` table.
 pub fn render_table(rows: &[Row]) -> String {
     let dash = || "-".to_string();
-    let header = ["INST", "SOCKET", "SERVICE", "PID", "CPU", "UPTIME", "RESTARTS", "MEM", "CPU-TIME", "REQUESTS", "REQ/S", "POOL", "QUEUE", "WS/SSE"];
+    let mut header = vec!["INST", "SOCKET", "SERVICE", "PID", "CPU", "UPTIME", "RESTARTS", "MEM", "CPU-TIME", "REQUESTS", "REQ/S", "POOL", "QUEUE", "WS/SSE"];
+    // Only for a service with [redis] (an instance that reports its connection).
+    let redis = rows.iter().any(|r| r.redis.is_some());
+    if redis {
+        header.push("REDIS");
+    }
     let mut table: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
     for r in rows {
         let service = if r.unresponsive { format!("{} UNRESPONSIVE", r.service) } else { r.service.clone() };
@@ -224,10 +269,34 @@ pub fn render_table(rows: &[Row]) -> String {
             r.pool_queued.map(|q| q.to_string()).unwrap_or_else(dash),
             streams(r).unwrap_or_else(dash),
         ]);
+        if redis {
+            table.last_mut().expect("just pushed").push(r.redis.as_ref().map(RedisState::cell).unwrap_or_else(dash));
+        }
     }
     let mut s = columns(&table);
     if rows.iter().any(|r| !r.enabled) {
         s.push_str("* loaded but not enabled\n");
+    }
+    // Why an instance is not connected, with what it tried.
+    for r in rows {
+        let Some(redis) = r.redis.as_ref().filter(|x| x.state != "up") else {
+            continue;
+        };
+        let mut line = format!("instance {}: redis {}", r.instance, redis.state);
+        if let Some(since) = redis.since_s {
+            line.push_str(&format!(" for {}", human_secs(since)));
+        }
+        if let Some(n) = redis.reconnects.filter(|&n| n > 0) {
+            line.push_str(&format!(", {n} reconnect(s)"));
+        }
+        if let Some(e) = &redis.error {
+            line.push_str(&format!(": {e}"));
+        }
+        if let Some(u) = &redis.url {
+            line.push_str(&format!(" ({u})"));
+        }
+        s.push_str(&line);
+        s.push('\n');
     }
     s
 }
@@ -292,6 +361,7 @@ mod tests {
                 pool_queued: Some(3),
                 websockets: Some(12),
                 sse: Some(4),
+                redis: None,
                 unresponsive: false,
                 status: "120 req/s".into(),
             },
@@ -309,6 +379,51 @@ mod tests {
         assert!(lines[2].starts_with("1 ") && lines[2].contains("inactive/dead") && lines[2].contains("listening"), "{t}");
         assert!(lines[3].starts_with("2*") && lines[3].contains("UNRESPONSIVE"), "{t}");
         assert!(t.ends_with("* loaded but not enabled\n"));
+        assert!(!t.contains("REDIS"), "no Redis column without [redis]: {t}");
+    }
+
+    #[test]
+    fn the_redis_connection_is_a_column_when_instances_report_it() {
+        let healthz = |redis: serde_json::Value| {
+            let mut r = Row { service: "active/running".into(), ..Row::default() };
+            r.answered(&serde_json::json!({"cpu": 0, "requests": 1, "redis": redis}));
+            r
+        };
+        let mut up = healthz(serde_json::json!({"state": "up", "url": "unix:///run/redis/redis-server.sock", "since_s": 125, "reconnects": 0, "error": null}));
+        up.instance = 0;
+        let mut down = healthz(
+            serde_json::json!({"state": "down", "url": "unix:///run/redis/redis-server.sock", "since_s": 12, "reconnects": 3, "error": "Connection refused (os error 111)"}),
+        );
+        down.instance = 1;
+        assert_eq!(
+            up.redis,
+            Some(RedisState {
+                state: "up".into(),
+                url: Some("unix:///run/redis/redis-server.sock".into()),
+                since_s: Some(125),
+                reconnects: Some(0),
+                error: None
+            })
+        );
+        let stopped = Row { instance: 2, service: "inactive/dead".into(), ..Row::default() };
+        let t = render_table(&[up, down, stopped]);
+        let lines: Vec<&str> = t.lines().collect();
+        let last = |l: &str| l.split_whitespace().rev().take(2).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join(" ");
+        assert!(lines[0].ends_with(" REDIS"), "{t}");
+        assert_eq!(last(lines[1]), "up 2m5s", "{t}");
+        assert_eq!(last(lines[2]), "down 12s", "{t}");
+        assert!(lines[3].ends_with(" -"), "{t}");
+        assert!(
+            t.contains("\ninstance 1: redis down for 12s, 3 reconnect(s): Connection refused (os error 111) (unix:///run/redis/redis-server.sock)\n"),
+            "{t}"
+        );
+        assert!(!t.contains("instance 0: redis"), "{t}");
+        // Absent, or not an object: no Redis (an instance of a service without [redis], or from before it).
+        assert_eq!(healthz(serde_json::Value::Null).redis, None);
+        assert_eq!(healthz(serde_json::json!("up")).redis, None);
+        let odd = healthz(serde_json::json!({"state": "connecting", "error": ""}));
+        assert_eq!(odd.redis.as_ref().map(RedisState::cell).as_deref(), Some("connecting"));
+        assert_eq!(odd.redis.unwrap().error, None);
     }
 
     #[test]
