@@ -317,7 +317,7 @@ pub fn build(service: &Service, cli: &mut clap::Command, o: &Options) -> Result<
     let synopsis = synopsis(service);
     let mut control = format!(
         "Package: {n}\nVersion: {version}\nArchitecture: {arch}\nMaintainer: {}\nInstalled-Size: {installed_kib}\n\
-         Depends: {}adduser\nRecommends: nginx\nSuggests: certbot\nSection: web\nPriority: optional\n",
+         Depends: {}adduser\nRecommends: nginx\nSuggests: certbot, redis-server\nSection: web\nPriority: optional\n",
         maintainer(service, o),
         if libs.is_empty() { String::new() } else { format!("{libs}, ") },
     );
