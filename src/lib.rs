@@ -7,6 +7,7 @@
 
 pub mod jobs;
 pub mod live;
+pub mod shared;
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use corepool::http::{json, query_u64, query_value, read_body, read_json, ApiError};
 use corepool::pool::{Cancel, JobError};
+use corepool::redis::RateLimit;
 use corepool::section::InvalidSetting;
 use corepool::{Ctx, Settings};
 use http::header::{HeaderValue, CACHE_CONTROL};
@@ -37,11 +39,15 @@ pub struct ComputeConfig {
     /// as a Node app without workers does (every other request on the
     /// instance waits while it runs). Never in production.
     pub inline: bool,
+    /// Requests per minute one client (nginx's `X-Real-IP`) may send, counted
+    /// across every instance and host in Redis (`[redis] url`); past it, 429
+    /// with `Retry-After`. 0: no limit.
+    pub rate_limit: u64,
 }
 
 impl Default for ComputeConfig {
     fn default() -> Self {
-        ComputeConfig { max_n: 10_000_000_000, cache_max_age: Duration::from_secs(60), inline: false }
+        ComputeConfig { max_n: 10_000_000_000, cache_max_age: Duration::from_secs(60), inline: false, rate_limit: 0 }
     }
 }
 
@@ -52,7 +58,9 @@ impl corepool::Section for ComputeConfig {
         cache_max_age: how long caches may reuse a result (Cache-Control:\n\
         max-age; the same n always gives the same sum); \"0s\": no-store.\n\
         inline: benchmarks only (the \"without workers\" comparison): run the\n\
-        loop on the event loop, blocking the instance while it runs.";
+        loop on the event loop, blocking the instance while it runs.\n\
+        rate_limit: requests per minute per client across all instances and\n\
+        hosts (needs [redis] url); past it 429 with Retry-After. 0: none.";
     fn validate(&self) -> Result<(), InvalidSetting> {
         if self.max_n < 1 {
             return Err(InvalidSetting::new("max_n", "must be at least 1"));
@@ -114,6 +122,7 @@ pub fn routes() -> Router {
         .route("/v1/hash", post(hash))
         .route("/v1/password/hash", post(password_hash))
         .route("/v1/password/verify", post(password_verify))
+        .merge(shared::routes())
 }
 
 /// `GET /`: which instance answered, and its counters (corepool's identity).
@@ -124,6 +133,11 @@ async fn index(ctx: Ctx) -> Result<Response, ApiError> {
 /// `GET /compute?n=N`: the sum of `0..N` on the pool.
 async fn compute(ctx: Ctx, Settings(cfg): Settings<ComputeConfig>, req: Request) -> Result<Response, ApiError> {
     let n = query_u64(&req, "n", cfg.max_n)?;
+    if cfg.rate_limit > 0 {
+        // nginx's X-Real-IP: the client's address (direct callers share one bucket).
+        let client = req.headers().get("x-real-ip").and_then(|v| v.to_str().ok()).unwrap_or("direct");
+        RateLimit::new("compute", cfg.rate_limit, Duration::from_secs(60)).check(&ctx, client).await?;
+    }
     let started = Instant::now();
     let sum = if cfg.inline { jobs::compute(n, &Cancel::never()) } else { ctx.run(move |c| jobs::compute(n, c)).await? };
     // A job only returns None when cancelled, and then the pool reports the cancellation.

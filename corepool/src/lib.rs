@@ -22,7 +22,8 @@
 //! This crate is the one a service depends on: it re-exports what a
 //! service needs of `corepool-runtime` (what an instance links) and, with
 //! `cli`, `corepool-ctl` (the operator's commands and packaging). Feature
-//! `ws` adds [`ws::WebSocketUpgrade`]; WebSockets through axum's own
+//! `ws` adds [`ws::WebSocketUpgrade`]; feature `redis` adds [`redis`]
+//! (sessions, broadcast, counters shared by every instance and host); WebSockets through axum's own
 //! extractor (axum's `ws` feature) and server-sent events ([`sse`]) need no
 //! feature of corepool's.
 
@@ -37,6 +38,10 @@ pub use corepool_runtime::config;
 pub use corepool_runtime::http;
 /// The heavy-work pool: [`pool::Cancel`] for long jobs, [`pool::JobError`].
 pub use corepool_runtime::pool;
+/// Sessions, broadcast and counters on a Redis shared by every instance and
+/// host (feature `redis`; `[redis] url`).
+#[cfg(feature = "redis")]
+pub use corepool_runtime::redis;
 /// Configuration sections of the service's own.
 pub use corepool_runtime::section;
 /// Testing a service in-process.

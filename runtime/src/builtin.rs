@@ -113,6 +113,10 @@ pub struct Identity<'a> {
     pub instances: usize,
     /// The heavy-work pool.
     pub pool: PoolView,
+    /// The connection to Redis, when `[redis] url` is set.
+    #[cfg(feature = "redis")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<crate::redis::LinkView>,
 }
 
 impl State {
@@ -144,6 +148,8 @@ impl State {
                 cancelled: s.cancelled.get(),
                 panicked: s.panicked.get(),
             },
+            #[cfg(feature = "redis")]
+            redis: self.redis.as_ref().map(|l| l.view()),
         }
     }
 }
@@ -160,6 +166,15 @@ async fn readyz(ctx: Ctx, req: Request) -> Result<Response, ApiError> {
     }
     if ctx.pool.saturated() {
         return Err(ApiError::unavailable("heavy-work queue is full", 1));
+    }
+    // Only a service that says it cannot work without Redis follows it.
+    #[cfg(feature = "redis")]
+    if let Some(link) = ctx.redis.as_ref().filter(|l| l.cfg.required) {
+        link.start();
+        if link.state() != crate::redis::LinkState::Up {
+            let v = link.view();
+            return Err(ApiError::unavailable(format!("redis {}: {}", v.state.as_str(), v.error.unwrap_or_default()), 1));
+        }
     }
     json(&serde_json::json!({"status": "ready", "queued": ctx.pool.queued(), "capacity": ctx.pool.capacity()}))
 }

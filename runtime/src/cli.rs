@@ -187,6 +187,9 @@ fn base(service: Service, config: Option<PathBuf>, top: ServeArgs, command: Opti
             let schema = service.schema()?;
             // The routes are part of what must be right before starting.
             let _routes = service.compose(loaded.config.debug.endpoints)?;
+            // And a Redis that answers (when one is configured).
+            #[cfg(feature = "redis")]
+            crate::redis::check_now(service.name()?, &loaded.sections, loaded.file.as_deref())?;
             if quiet {
                 return Ok(String::new());
             }

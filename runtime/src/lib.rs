@@ -20,6 +20,7 @@
 //! | `drain` | counting open connections and streams, the drain signal |
 //! | `streams`, `websocket`, `sse` | long-lived connections: their count and limit; WebSockets at the transport (limits, pings, close 1012); SSE bodies (keep-alive, end on drain) |
 //! | [`ws`] (feature `ws`) | the WebSocket extractor with corepool's sizes and JSON rejections |
+//! | `redis` (feature `redis`) | one Redis connection per instance: commands, sessions, broadcast, rate limits |
 //! | `monitor` | STATUS=, WATCHDOG=1, the enabled-instance count, the `min_share` governor's tick |
 //! | `listen`, `linger`, `notify` | sockets from systemd (`LISTEN_FDS`) or bound by hand; lingering close; sd_notify |
 //! | [`pool`], `share` | the bounded heavy-work pool, and the floor under its CPU share (`pool.min_share`) |
@@ -61,6 +62,8 @@ mod websocket;
 pub mod config;
 pub mod http;
 pub mod pool;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod section;
 pub mod testing;
 #[cfg(feature = "ws")]

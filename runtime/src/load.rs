@@ -243,6 +243,28 @@ pub fn parse(path: &Path, text: Option<&str>, overrides: &[Override], schema: &S
     Ok(Loaded { config, sections, file: text.map(|_| path.to_path_buf()) })
 }
 
+/// An error about `key` found after loading (a Redis that refuses the
+/// configured URL or password): at its line in `file` when the file sets it
+/// (or its section's line), else named as coming from the environment or the
+/// defaults.
+pub fn error_at(file: Option<&Path>, key: &str, msg: String) -> ConfigError {
+    let text = file.and_then(|f| std::fs::read_to_string(f).ok().map(|t| (f, t)));
+    // The key's line, else its section's (a default under a `[redis]` the file has).
+    let span = |t: &str| {
+        let mut k = key;
+        loop {
+            if let Some(s) = span_of(t, k) {
+                return Some(s);
+            }
+            k = k.rsplit_once('.')?.0;
+        }
+    };
+    match text.as_ref().and_then(|(f, t)| span(t).map(|s| (f, t, s))) {
+        Some((f, t, span)) => ConfigError::File { path: f.to_path_buf(), line: line_of(t, span.start), key: key.to_string(), msg },
+        None => ConfigError::Override { origin: "the environment or the defaults".into(), key: key.to_string(), msg },
+    }
+}
+
 /// Every top-level key must be corepool's or one of the service's sections.
 fn check_top_level(text: &str, schema: &Schema) -> Result<(), (Range<usize>, String, String)> {
     let (core, sections) = schema.top_level();

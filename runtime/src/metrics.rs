@@ -136,6 +136,14 @@ pub struct Metrics {
     total: Arc<AtomicU64>,
 }
 
+#[cfg(feature = "redis")]
+impl Metrics {
+    /// Registers the Redis link's and broadcast's metrics (when `[redis] url` is set).
+    pub(crate) fn add_redis(&mut self, m: &crate::redis::RedisMetrics) {
+        m.register(&mut self.registry);
+    }
+}
+
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Metrics").field("total", &self.total).finish()

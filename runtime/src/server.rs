@@ -91,6 +91,10 @@ pub(crate) fn run(inst: Instance) -> Result<(), ServeError> {
         tracing::info!("configuration from {}", f.display());
     }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    #[cfg(feature = "redis")]
+    if let Some(link) = &state.redis {
+        rt.block_on(crate::redis::check_at_start(link, inst.loaded.file.as_deref()))?;
+    }
     let unix_path = match (&addr, acquired.activated) {
         (ListenAddr::Unix(p), false) => Some(p.clone()),
         _ => None,
@@ -261,6 +265,10 @@ impl Server {
             during: Arc::default(),
         };
         let limit = Arc::new(Semaphore::new(cfg.http.max_connections));
+        #[cfg(feature = "redis")]
+        if let Some(link) = &self.state.redis {
+            link.start();
+        }
         let monitor = tokio::spawn(monitor(self.state.clone(), self.notifier.clone(), limit.clone(), cfg.http.max_connections));
         let share = self.state.pool.governor().active().then(|| tokio::spawn(govern(self.state.pool.governor().clone())));
 

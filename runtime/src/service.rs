@@ -65,7 +65,11 @@ impl Service {
     /// A service called `name` (usually its binary's: `env!("CARGO_BIN_NAME")`).
     /// An invalid name is reported when the binary runs, before anything else.
     pub fn new(name: &str) -> Service {
-        Service { name: ServiceName::new(name), info: PackageInfo::default(), sections: Vec::new(), router: Router::new() }
+        let s = Service { name: ServiceName::new(name), info: PackageInfo::default(), sections: Vec::new(), router: Router::new() };
+        // Every service built with Redis has its sections (empty url: none).
+        #[cfg(feature = "redis")]
+        let s = s.section::<crate::redis::RedisConfig>().section::<crate::redis::SessionConfig>();
+        s
     }
 
     /// What the crate says about itself.

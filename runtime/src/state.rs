@@ -53,6 +53,9 @@ pub struct State {
     pub(crate) spans: Option<crate::trace::Recorder>,
     /// Where access lines go (`log.access`).
     pub(crate) access: AccessLog,
+    /// The connection to Redis (`[redis] url`), fixed at start.
+    #[cfg(feature = "redis")]
+    pub(crate) redis: Option<Arc<crate::redis::Link>>,
 }
 
 impl std::fmt::Debug for State {
@@ -84,7 +87,14 @@ impl State {
             queue: cfg.pool.queue,
             thread: ThreadSettings { nice: cfg.pool.nice, sched: cfg.pool.sched, cpus: pool_cpus, min_share: cfg.pool.min_share },
         });
-        let metrics = Metrics::new(pool.stats(), pool.threads(), pool.capacity());
+        #[allow(unused_mut)]
+        let mut metrics = Metrics::new(pool.stats(), pool.threads(), pool.capacity());
+        #[cfg(feature = "redis")]
+        let redis = crate::redis::link_for(&service, &loaded.sections);
+        #[cfg(feature = "redis")]
+        if let Some(l) = &redis {
+            metrics.add_redis(&l.metrics);
+        }
         State {
             config: ArcSwap::from_pointee(cfg.clone()),
             sections: ArcSwap::from_pointee(loaded.sections.clone()),
@@ -104,6 +114,8 @@ impl State {
             allow: cfg.backend.networks(),
             spans: (!cfg.debug.spans.as_os_str().is_empty()).then(|| crate::trace::Recorder::new(&cfg.debug.spans, cfg.instance, cfg.debug.max_spans)),
             access,
+            #[cfg(feature = "redis")]
+            redis,
         }
     }
 
@@ -155,8 +167,12 @@ impl State {
 
     /// A one-line summary, also sent to systemd as `STATUS=`.
     pub(crate) fn status_line(&self, rate: f64, conns: usize) -> String {
+        #[cfg(feature = "redis")]
+        let redis = self.redis.as_ref().map(|l| format!(", redis {}", l.view().state.as_str())).unwrap_or_default();
+        #[cfg(not(feature = "redis"))]
+        let redis = "";
         format!(
-            "{rate:.0} req/s, pool {}/{} busy, {}/{} queued, {conns} connections, {} websockets, {} sse",
+            "{rate:.0} req/s, pool {}/{} busy, {}/{} queued, {conns} connections, {} websockets, {} sse{redis}",
             self.pool.busy(),
             self.pool.threads(),
             self.pool.queued(),

@@ -29,7 +29,7 @@ use axum::extract::FromRequestParts;
 use axum::response::{IntoResponse, Response};
 use http::request::Parts;
 
-pub use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+pub use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket};
 
 use crate::http::ApiError;
 
