@@ -18,12 +18,12 @@
 
 use std::convert::Infallible;
 
-use axum::extract::{Path, Request};
+use axum::extract::{Path, RawQuery, Request};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use corepool::http::{json, json_response, read_body, read_json, ApiError};
+use corepool::http::{json, json_response, query_value, read_body, read_json, ApiError};
 use corepool::redis::{cmd, sessions, Broadcast, Received, RedisConfig, Session, Subscription};
 use corepool::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use corepool::Ctx;
@@ -107,14 +107,27 @@ async fn post_message(ctx: Ctx, Path(room): Path<String>, req: Request) -> Resul
     Ok(json_response(StatusCode::ACCEPTED, &serde_json::json!({"room": room, "instances": instances})))
 }
 
-/// `GET /chat/{room}/ws`: joins before the handshake completes, so a Redis
-/// outage is a 503 the client sees, not a socket that never hears anything.
-async fn chat_ws(ws: WebSocketUpgrade, ctx: Ctx, Path(room): Path<String>) -> Result<Response, ApiError> {
+/// `GET /chat/{room}/ws[?hello=1]`: joins before the handshake completes,
+/// so a Redis outage is a 503 the client sees, not a socket that never
+/// hears anything. With `hello=1` the first message says which instance and
+/// host the client reached (`{"hello": {...}}`).
+async fn chat_ws(ws: WebSocketUpgrade, ctx: Ctx, Path(room): Path<String>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let topic = room_topic(&room)?;
     let broadcast = ctx.broadcast()?;
     let sub = broadcast.subscribe(&topic).await?;
     let limit = max_message(&ctx);
-    Ok(ws.on_upgrade(move |socket| chat(socket, broadcast, sub, topic, limit)).into_response())
+    let hello = (query_value(q.as_deref(), "hello") == Some("1"))
+        .then(|| serde_json::json!({"hello": {"instance": ctx.instance, "pid": ctx.pid, "host": ctx.hostname}}).to_string());
+    Ok(ws
+        .on_upgrade(move |mut socket| async move {
+            if let Some(h) = hello {
+                if socket.send(Message::text(h)).await.is_err() {
+                    return;
+                }
+            }
+            chat(socket, broadcast, sub, topic, limit).await
+        })
+        .into_response())
 }
 
 fn gap_notice(missed: Option<u64>) -> String {

@@ -16,14 +16,16 @@ BASE_INCLUDE="systemd,systemd-sysv,dbus,curl,ca-certificates,procps,iproute2,uti
 # Test tools, installed after debootstrap (python packages fail in --include):
 # certbot and the local ACME server pebble; openssl for certificates;
 # Debian's prometheus (with promtool) for the observability tests;
-# python3-websockets for the WebSocket client of the stream tests.
-BASE_EXTRA="certbot pebble openssl python3 prometheus python3-websockets"
+# python3-websockets for the WebSocket client of the stream tests;
+# redis-server for the shared-state tests (installed but disabled: a test
+# that wants it configures and starts it, as an operator would).
+BASE_EXTRA="certbot pebble openssl python3 prometheus python3-websockets redis-server"
 # From bookworm-backports: the test clients' curl. bookworm's curl 7.88 fails
 # HTTP/2 requests that nginx refused with GOAWAY on a reload instead of
 # retrying them (exit 16; fixed in curl 8.4), which would count a client bug
 # as requests lost by the server (docs/reliability.md, "Clients").
 BASE_BACKPORTS="curl"
-BASE_KEY=$(printf '%s|%s|%s|v1' "$BASE_INCLUDE" "$BASE_EXTRA" "$BASE_BACKPORTS" | sha256sum | cut -c1-12)
+BASE_KEY=$(printf '%s|%s|%s|v2' "$BASE_INCLUDE" "$BASE_EXTRA" "$BASE_BACKPORTS" | sha256sum | cut -c1-12)
 BASE="$CACHE/bookworm-$BASE_KEY"
 
 # Container state lives in files ($STATE/NAME.pid: its systemd, $STATE/NAME.nspawn-pid:
@@ -82,7 +84,8 @@ ensure_base() {
     systemd-nspawn -q -D "$tmp" --register=no --keep-unit \
         sh -c "sed -n 's/^deb \([^ ]*\) bookworm main.*/deb \1 bookworm-backports main/p' /etc/apt/sources.list > /etc/apt/sources.list.d/backports.list &&
             apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $BASE_EXTRA >/dev/null &&
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -t bookworm-backports $BASE_BACKPORTS >/dev/null" ||
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -t bookworm-backports $BASE_BACKPORTS >/dev/null &&
+            systemctl disable -q redis-server.service" ||
         die "installing test tools into the rootfs failed"
     systemd-nspawn -q -D "$tmp" --register=no --keep-unit curl --version | head -n1 | grep -Eq '^curl ([89]|[1-9][0-9])\.' ||
         die "the rootfs's curl is not from bookworm-backports (8.x)"
