@@ -103,7 +103,7 @@ impl RedisConfig {
             }
         }
         let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-        if host.is_empty() {
+        if host.is_empty() || host.starts_with(':') {
             return Err(format!("{url:?}: no host (redis://127.0.0.1:6379)"));
         }
         let db = rest.split_once('/').map(|(_, d)| d.split(['?', '#']).next().unwrap_or_default()).unwrap_or_default();
