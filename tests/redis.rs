@@ -273,7 +273,9 @@ fn a_refused_password_exits_78_naming_the_setting_and_check_says_so() {
     std::fs::create_dir(&creds).unwrap();
     std::fs::write(creds.join("redis-password"), "wrong\n").unwrap();
     let conf = common::write(dir.path(), "svc.toml", &format!("[redis]\nurl = \"{}\"\nrequired = true\n", redis.url()));
-    let run = |args: &[&str]| Command::new(BIN).args(args).env("CREDENTIALS_DIRECTORY", &creds).env_remove("NOTIFY_SOCKET").env_remove("LISTEN_FDS").output().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(BIN).args(args).env("CREDENTIALS_DIRECTORY", &creds).env_remove("NOTIFY_SOCKET").env_remove("LISTEN_FDS").output().unwrap()
+    };
     let conf_s = conf.to_str().unwrap();
 
     let out = run(&["--config", conf_s, "serve", "--listen", "127.0.0.1:0"]);
@@ -313,4 +315,101 @@ fn without_redis_the_shared_routes_say_what_is_missing() {
     assert!(r.error().contains("[redis] url"), "{}", r.body);
     assert!(s.get("/healthz").json().get("redis").is_none());
     assert!(!s.get("/metrics").body.contains("corepool_redis_connected"));
+}
+
+/// A free loopback TCP port (bound once, released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn spawn_redis(dir: &Path, args: &[String]) -> Child {
+    Command::new("redis-server").args(args).current_dir(dir).stdout(Stdio::null()).spawn().expect("redis-server (Debian's package redis-server)")
+}
+
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli").args(["-p", &port.to_string()]).args(args).output().expect("redis-cli (Debian's redis-tools)");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+struct Killed(Vec<Child>);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[test]
+fn with_sentinels_a_failover_moves_every_instance_to_the_new_primary() {
+    let dir = tempdir();
+    let (p1, p2, s) = (free_port(), free_port(), free_port());
+    let common = |port: u16| -> Vec<String> { vec!["--port".into(), port.to_string(), "--bind".into(), "127.0.0.1".into(), "--save".into(), "".into()] };
+    let mut primary = spawn_redis(dir.path(), &common(p1));
+    until("the primary", || redis_cli(p1, &["ping"]) == "PONG");
+    let mut replica_args = common(p2);
+    replica_args.extend(["--replicaof".into(), "127.0.0.1".into(), p1.to_string()]);
+    let replica = spawn_redis(dir.path(), &replica_args);
+    let conf = common::write(
+        dir.path(),
+        "sentinel.conf",
+        &format!("port {s}\nbind 127.0.0.1\nsentinel monitor m 127.0.0.1 {p1} 1\nsentinel down-after-milliseconds m 500\nsentinel failover-timeout m 3000\n"),
+    );
+    let sentinel = Command::new("redis-server").arg(&conf).arg("--sentinel").current_dir(dir.path()).stdout(Stdio::null()).spawn().unwrap();
+    let _guard = Killed(vec![replica, sentinel]);
+    until("the sentinel sees the replica", || redis_cli(s, &["sentinel", "replicas", "m"]).contains(&p2.to_string()));
+
+    let sentinels = format!("redis.sentinels=[\"127.0.0.1:{s}\"]");
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--log-format",
+        "human",
+        "--set",
+        &sentinels,
+        "--set",
+        "redis.sentinel_master=\"m\"",
+        "--set",
+        "redis.required=true",
+    ]);
+    cmd.env_remove("NOTIFY_SOCKET").env_remove("LISTEN_FDS").env_remove("CREDENTIALS_DIRECTORY");
+    let a = Server::spawn(cmd);
+    a.until("ready on the primary", |s| s.get("/readyz").status == 200);
+    assert_eq!(a.get("/healthz").json()["redis"]["url"], format!("sentinel:m@127.0.0.1:{s}"));
+    assert_eq!(request(&a, "POST", "/counter", &[], "").status, 200);
+    until("the write reached the replica", || redis_cli(p2, &["get", "corepool:counter"]) == "1");
+
+    // The primary dies; the sentinel promotes the replica; the instance follows.
+    primary.kill().unwrap();
+    primary.wait().unwrap();
+    let t0 = Instant::now();
+    let mut unavailable = 0;
+    loop {
+        let r = request(&a, "POST", "/counter", &[], "");
+        match r.status {
+            200 => {
+                assert_eq!(r.json()["count"], 2, "the count went on from the replica's copy: {}", r.body);
+                break;
+            }
+            503 => unavailable += 1,
+            other => panic!("during the failover: {other} {}", r.body),
+        }
+        assert!(t0.elapsed() < PATIENCE, "no failover within {PATIENCE:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(unavailable > 0, "the outage was seen as 503s");
+    assert!(redis_cli(p2, &["role"]).starts_with("master"), "the replica is the primary now");
+    assert_eq!(a.get("/readyz").status, 200);
+    assert!(a.metric("corepool_redis_reconnects_total") >= 1.0);
 }

@@ -13,8 +13,17 @@ use crate::section::{InvalidSetting, Section};
 #[serde(deny_unknown_fields, default)]
 pub struct RedisConfig {
     /// Where Redis listens: a unix socket (`/run/redis/redis-server.sock`,
-    /// `unix:///path`) or `redis://[user@]host[:port][/db]`; empty: no Redis.
+    /// `unix:///path`) or `redis://[user@]host[:port][/db]`; empty: no Redis
+    /// (or the primary the sentinels name).
     pub url: String,
+    /// Redis Sentinels (`host:port`, several): the primary is the one they
+    /// name `sentinel_master`, asked again on every reconnect, so a failover
+    /// moves every instance to the new primary. Instead of `url`.
+    pub sentinels: Vec<String>,
+    /// The primary's name in the sentinels' configuration (`sentinel monitor NAME ...`).
+    pub sentinel_master: String,
+    /// The database on the primary the sentinels name.
+    pub sentinel_db: u16,
     /// The service cannot work without it: `/readyz` fails while Redis is
     /// unreachable, and a refused password or socket permission at start
     /// exits 78 (EX_CONFIG). When false those are warnings.
@@ -43,6 +52,9 @@ impl Default for RedisConfig {
     fn default() -> Self {
         RedisConfig {
             url: String::new(),
+            sentinels: Vec::new(),
+            sentinel_master: "mymaster".into(),
+            sentinel_db: 0,
             required: false,
             password_credential: "redis-password".into(),
             timeout: Duration::from_millis(500),
@@ -61,17 +73,39 @@ pub enum Target {
     Unix(std::path::PathBuf),
     /// `redis://...` as written.
     Tcp(String),
+    /// The primary that these sentinels (`redis://host:port`) name.
+    Sentinels(Vec<String>),
 }
 
 impl RedisConfig {
     /// Whether a Redis is configured.
     pub fn enabled(&self) -> bool {
-        !self.url.trim().is_empty()
+        !self.url.trim().is_empty() || !self.sentinels.is_empty()
+    }
+
+    /// What the link is to, for logs and `/healthz`: the URL, or the sentinels' primary.
+    pub fn describe(&self) -> String {
+        if self.sentinels.is_empty() {
+            self.url.trim().to_string()
+        } else {
+            format!("sentinel:{}@{}", self.sentinel_master, self.sentinels.join(","))
+        }
     }
 
     /// The URL, checked: no password in it (the file is world-readable; the
     /// password comes from the credential), a scheme this build speaks.
     pub fn target(&self) -> Result<Target, String> {
+        if !self.sentinels.is_empty() {
+            let mut out = Vec::new();
+            for s in &self.sentinels {
+                let (host, port) = s.rsplit_once(':').ok_or_else(|| format!("{s:?}: a sentinel is host:port (10.0.0.5:26379)"))?;
+                if host.is_empty() || port.parse::<u16>().is_err() || s.contains(['/', '@']) {
+                    return Err(format!("{s:?}: a sentinel is host:port (10.0.0.5:26379)"));
+                }
+                out.push(format!("redis://{s}"));
+            }
+            return Ok(Target::Sentinels(out));
+        }
         let url = self.url.trim();
         if url.starts_with('/') {
             return Ok(Target::Unix(url.into()));
@@ -124,11 +158,20 @@ impl Section for RedisConfig {
     const NAME: &'static str = "redis";
     const DOC: &'static str = "Redis, shared by every instance and host: sessions, broadcast, counters (docs/redis.md).\n\
         url: a unix socket (/run/redis/redis-server.sock) or redis://host:port/db; empty: none.\n\
+        sentinels, sentinel_master: instead of url, the primary these Redis Sentinels name.\n\
         required: /readyz follows Redis, a refused password or socket exits 78 at start.\n\
         password_credential: the systemd credential with the password ($CREDENTIALS_DIRECTORY/NAME).";
 
     fn validate(&self) -> Result<(), InvalidSetting> {
-        if self.enabled() {
+        if !self.sentinels.is_empty() {
+            if !self.url.trim().is_empty() {
+                return Err(InvalidSetting::new("sentinels", "either url or sentinels, not both: with sentinels the primary is whichever they name"));
+            }
+            if self.sentinel_master.is_empty() {
+                return Err(InvalidSetting::new("sentinel_master", "must name the primary (sentinel monitor NAME ...)"));
+            }
+            self.target().map_err(|e| InvalidSetting::new("sentinels", e))?;
+        } else if self.enabled() {
             self.target().map_err(|e| InvalidSetting::new("url", e))?;
         }
         let positive = [("timeout", self.timeout), ("connect_timeout", self.connect_timeout), ("ping_interval", self.ping_interval)];
@@ -249,6 +292,12 @@ mod tests {
         assert!(url("redis://:6379").unwrap_err().contains("no host"));
         assert!(url("redis://h/x").unwrap_err().contains("number"));
         assert!(url("unix://r.sock").unwrap_err().contains("absolute"));
+        let s = RedisConfig { sentinels: vec!["10.0.0.5:26379".into(), "h:1".into()], ..Default::default() };
+        assert_eq!(s.target(), Ok(Target::Sentinels(vec!["redis://10.0.0.5:26379".into(), "redis://h:1".into()])));
+        let bad = RedisConfig { sentinels: vec!["10.0.0.5".into()], ..Default::default() };
+        assert_eq!(bad.validate().unwrap_err().key, "sentinels");
+        let both = RedisConfig { sentinels: vec!["h:1".into()], url: "/r.sock".into(), ..Default::default() };
+        assert!(both.validate().unwrap_err().message.contains("not both"));
     }
 
     #[test]

@@ -92,7 +92,7 @@ pub(crate) struct ConnectError {
 
 pub(crate) struct Link {
     pub(crate) cfg: RedisConfig,
-    client: Result<redis::Client, ConnectError>,
+    client: Result<Source, ConnectError>,
     conn: ArcSwapOption<MultiplexedConnection>,
     status: Mutex<Status>,
     /// Ends the current connection (too many timeouts in a row).
@@ -131,20 +131,40 @@ fn password(cfg: &RedisConfig, service: &str) -> Result<Option<String>, ConnectE
     Ok(None)
 }
 
-/// The client for `cfg`: RESP3 (pushes and commands on one connection), the
+/// Where connections come from: one server, or whichever primary the
+/// sentinels name at each attempt (a failover moves the next connection).
+enum Source {
+    Direct(redis::Client),
+    Sentinel(tokio::sync::Mutex<redis::sentinel::SentinelClient>),
+}
+
+/// The source for `cfg`: RESP3 (pushes and commands on one connection), the
 /// password from the credential.
-fn client(cfg: &RedisConfig, service: &str) -> Result<redis::Client, ConnectError> {
-    let bad_url = |message: String| ConnectError { refused: true, key: "url", message };
-    let url = match cfg.target().map_err(bad_url)? {
+fn source(cfg: &RedisConfig, service: &str) -> Result<Source, ConnectError> {
+    let bad = |key: &'static str| move |message: String| ConnectError { refused: true, key, message };
+    let lib = |s: redis::RedisConnectionInfo| s.set_protocol(ProtocolVersion::RESP3).set_lib_name("corepool", env!("CARGO_PKG_VERSION"));
+    let pw = password(cfg, service)?;
+    let url = match cfg.target().map_err(bad("url"))? {
         Target::Unix(path) => format!("redis+unix://{}", path.display()),
         Target::Tcp(url) => url,
+        Target::Sentinels(sentinels) => {
+            let mut settings = lib(redis::RedisConnectionInfo::default()).set_db(i64::from(cfg.sentinel_db));
+            if let Some(p) = pw {
+                settings = settings.set_password(p);
+            }
+            let node = redis::sentinel::SentinelNodeConnectionInfo::default().set_redis_connection_info(settings);
+            let client =
+                redis::sentinel::SentinelClient::build(sentinels, cfg.sentinel_master.clone(), Some(node), redis::sentinel::SentinelServerType::Master)
+                    .map_err(|e| bad("sentinels")(e.to_string()))?;
+            return Ok(Source::Sentinel(tokio::sync::Mutex::new(client)));
+        }
     };
-    let info = url.as_str().into_connection_info().map_err(|e| bad_url(e.to_string()))?;
-    let mut settings = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3).set_lib_name("corepool", env!("CARGO_PKG_VERSION"));
-    if let Some(p) = password(cfg, service)? {
+    let info = url.as_str().into_connection_info().map_err(|e| bad("url")(e.to_string()))?;
+    let mut settings = lib(info.redis_settings().clone());
+    if let Some(p) = pw {
         settings = settings.set_password(p);
     }
-    redis::Client::open(info.set_redis_settings(settings)).map_err(|e| bad_url(e.to_string()))
+    redis::Client::open(info.set_redis_settings(settings)).map(Source::Direct).map_err(|e| bad("url")(e.to_string()))
 }
 
 impl Link {
@@ -156,7 +176,7 @@ impl Link {
         let prefix = format!("{service}:");
         Link {
             cfg: cfg.clone(),
-            client: client(cfg, service),
+            client: source(cfg, service),
             conn: ArcSwapOption::empty(),
             status: Mutex::new(Status { state: LinkState::Connecting, since: Instant::now(), error: None, reconnects: 0 }),
             kick: Notify::new(),
@@ -181,21 +201,15 @@ impl Link {
 
     pub(crate) fn view(&self) -> LinkView {
         let s = self.status.lock().unwrap_or_else(|p| p.into_inner());
-        LinkView {
-            state: s.state,
-            url: self.cfg.url.trim().to_string(),
-            since_s: s.since.elapsed().as_secs_f64(),
-            reconnects: s.reconnects,
-            error: s.error.clone(),
-        }
+        LinkView { state: s.state, url: self.cfg.describe(), since_s: s.since.elapsed().as_secs_f64(), reconnects: s.reconnects, error: s.error.clone() }
     }
 
     fn set(&self, state: LinkState, error: Option<String>) {
         let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
         if s.state != state || s.error != error {
             match (state, &error) {
-                (LinkState::Up, _) => tracing::info!(url = %self.cfg.url, "connected to Redis"),
-                (_, Some(e)) if s.state != state => tracing::warn!(url = %self.cfg.url, error = %e, state = ?state, "Redis connection"),
+                (LinkState::Up, _) => tracing::info!(url = %self.cfg.describe(), "connected to Redis"),
+                (_, Some(e)) if s.state != state => tracing::warn!(url = %self.cfg.describe(), error = %e, state = ?state, "Redis connection"),
                 _ => {}
             }
             s.state = state;
@@ -231,7 +245,8 @@ impl Link {
             }
             Ok(Err(e)) => {
                 self.metrics.duration.observe(t.elapsed().as_secs_f64());
-                let connection = e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error();
+                // READONLY: the primary became a replica (a failover): reconnect to the new one.
+                let connection = e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() || e.code() == Some("READONLY");
                 self.metrics.errors.get_or_create(&KindLabels { kind: if connection { "connection" } else { "server" } }).inc();
                 if connection {
                     self.kick.notify_one();
@@ -255,8 +270,13 @@ impl Link {
     /// disconnection notice) go to `push`.
     pub(crate) async fn connect(&self, push: mpsc::UnboundedSender<PushInfo>) -> Result<MultiplexedConnection, ConnectError> {
         let config = AsyncConnectionConfig::new().set_connection_timeout(Some(self.cfg.connect_timeout)).set_response_timeout(None).set_push_sender(push);
-        let client = self.client.as_ref().map_err(Clone::clone)?;
+        let source = self.client.as_ref().map_err(Clone::clone)?;
         let attempt = async {
+            let client = match source {
+                Source::Direct(c) => c.clone(),
+                // Asked at every attempt: after a failover, the new primary.
+                Source::Sentinel(s) => s.lock().await.async_get_client().await?,
+            };
             let mut conn = client.get_multiplexed_async_connection_with_config(&config).await?;
             redis::cmd("PING").query_async::<()>(&mut conn).await?;
             Ok::<_, redis::RedisError>(conn)

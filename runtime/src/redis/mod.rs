@@ -183,7 +183,7 @@ pub(crate) async fn check_at_start(link: &Link, file: Option<&std::path::Path>) 
         Ok(_) => Ok(()),
         Err(e) if e.refused && link.cfg.required => Err(crate::load::error_at(file, &format!("redis.{}", e.key), e.message)),
         Err(e) => {
-            tracing::warn!(url = %link.cfg.url, error = %e.message, required = link.cfg.required, "Redis not reachable at start: serving; routes that need it answer 503 until it is");
+            tracing::warn!(url = %link.cfg.describe(), error = %e.message, required = link.cfg.required, "Redis not reachable at start: serving; routes that need it answer 503 until it is");
             Ok(())
         }
     }
@@ -205,7 +205,7 @@ pub(crate) fn check_now(
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
     match rt.block_on(link.connect(tx)) {
         Ok(_) => {
-            eprintln!("redis: connected to {}", link.cfg.url.trim());
+            eprintln!("redis: connected to {}", link.cfg.describe());
             Ok(())
         }
         Err(e) if link.cfg.required => Err(crate::load::error_at(file, &format!("redis.{}", e.key), e.message)),
