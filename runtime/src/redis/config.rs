@@ -43,6 +43,8 @@ pub struct RedisConfig {
     pub ping_interval: Duration,
     /// Messages one topic holds for a local subscriber that has not read them
     /// yet; a subscriber further behind misses the oldest (counted as dropped).
+    /// Allocated up front per topic with local subscribers (about 56 bytes a
+    /// message, rounded up to a power of two: 14 KiB at 256).
     pub broadcast_buffer: usize,
     /// Largest broadcast message (bytes); larger is refused at publish.
     pub max_message: usize,
@@ -60,7 +62,7 @@ impl Default for RedisConfig {
             timeout: Duration::from_millis(500),
             connect_timeout: Duration::from_secs(1),
             ping_interval: Duration::from_secs(1),
-            broadcast_buffer: 1024,
+            broadcast_buffer: 256,
             max_message: 64 * 1024,
         }
     }
@@ -68,7 +70,7 @@ impl Default for RedisConfig {
 
 /// What `[redis] url` names, checked: a unix socket or a TCP address.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
+pub(crate) enum Target {
     /// A unix socket's path.
     Unix(std::path::PathBuf),
     /// `redis://...` as written.
@@ -94,7 +96,7 @@ impl RedisConfig {
 
     /// The URL, checked: no password in it (the file is world-readable; the
     /// password comes from the credential), a scheme this build speaks.
-    pub fn target(&self) -> Result<Target, String> {
+    pub(crate) fn target(&self) -> Result<Target, String> {
         if !self.sentinels.is_empty() {
             let mut out = Vec::new();
             for s in &self.sentinels {
@@ -282,7 +284,7 @@ mod tests {
     fn urls_name_a_socket_or_a_host_and_never_a_password() {
         assert_eq!(url("/run/redis/redis-server.sock"), Ok(Target::Unix("/run/redis/redis-server.sock".into())));
         assert_eq!(url("unix:///run/r.sock"), Ok(Target::Unix("/run/r.sock".into())));
-        assert_eq!(url("redis+unix:///run/r.sock?db=2"), Ok(Target::Unix("/run/r.sock".into())));
+        assert_eq!(url("redis+unix:///run/r.sock?db=2"), Ok(Target::Unix("/run/r.sock".into())), "the path (the URL itself, with its db, is what connects)");
         assert_eq!(url("redis://10.0.0.5:6379/1"), Ok(Target::Tcp("redis://10.0.0.5:6379/1".into())));
         assert_eq!(url("redis://app@10.0.0.5"), Ok(Target::Tcp("redis://app@10.0.0.5".into())));
         assert!(url("redis://app:secret@10.0.0.5").unwrap_err().contains("password_credential"));

@@ -11,7 +11,7 @@
 //! exponential backoff (100 ms doubling to 5 s, jittered). While there is no
 //! connection, commands fail at once (503) instead of queueing behind it.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -93,7 +93,11 @@ pub(crate) struct ConnectError {
 pub(crate) struct Link {
     pub(crate) cfg: RedisConfig,
     client: Result<Source, ConnectError>,
-    conn: ArcSwapOption<MultiplexedConnection>,
+    /// The connection when up, with its generation (one per connection set up).
+    conn: ArcSwapOption<(MultiplexedConnection, u64)>,
+    /// The generation a command asked to end: a kick meant for an earlier
+    /// connection (its permit still stored in `kick`) ends no later one.
+    kick_gen: AtomicU64,
     status: Mutex<Status>,
     /// Ends the current connection (too many timeouts in a row).
     kick: Notify,
@@ -145,7 +149,9 @@ fn source(cfg: &RedisConfig, service: &str) -> Result<Source, ConnectError> {
     let lib = |s: redis::RedisConnectionInfo| s.set_protocol(ProtocolVersion::RESP3).set_lib_name("corepool", env!("CARGO_PKG_VERSION"));
     let pw = password(cfg, service)?;
     let url = match cfg.target().map_err(bad("url"))? {
-        Target::Unix(path) => format!("redis+unix://{}", path.display()),
+        // A bare path; a URL as written (its ?db= kept).
+        Target::Unix(path) if cfg.url.trim().starts_with('/') => format!("redis+unix://{}", path.display()),
+        Target::Unix(_) => cfg.url.trim().to_string(),
         Target::Tcp(url) => url,
         Target::Sentinels(sentinels) => {
             let mut settings = lib(redis::RedisConnectionInfo::default()).set_db(i64::from(cfg.sentinel_db));
@@ -178,6 +184,7 @@ impl Link {
             cfg: cfg.clone(),
             client: source(cfg, service),
             conn: ArcSwapOption::empty(),
+            kick_gen: AtomicU64::new(0),
             status: Mutex::new(Status { state: LinkState::Connecting, since: Instant::now(), error: None, reconnects: 0 }),
             kick: Notify::new(),
             timeouts: AtomicU32::new(0),
@@ -220,6 +227,10 @@ impl Link {
 
     /// The connection, if up: commands fail at once when it is not.
     pub(crate) fn connection(&self) -> Result<MultiplexedConnection, RedisError> {
+        self.current().map(|(c, _)| c)
+    }
+
+    fn current(&self) -> Result<(MultiplexedConnection, u64), RedisError> {
         match self.conn.load_full() {
             Some(c) => Ok((*c).clone()),
             None => {
@@ -235,7 +246,11 @@ impl Link {
     where
         F: std::future::Future<Output = redis::RedisResult<T>>,
     {
-        let conn = self.connection()?;
+        let (conn, generation) = self.current()?;
+        let kick = || {
+            self.kick_gen.store(generation, Ordering::Relaxed);
+            self.kick.notify_one();
+        };
         let t = Instant::now();
         match tokio::time::timeout(self.cfg.timeout, f(conn)).await {
             Ok(Ok(v)) => {
@@ -245,20 +260,34 @@ impl Link {
             }
             Ok(Err(e)) => {
                 self.metrics.duration.observe(t.elapsed().as_secs_f64());
-                // READONLY: the primary became a replica (a failover): reconnect to the new one.
-                let connection = e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() || e.code() == Some("READONLY");
-                self.metrics.errors.get_or_create(&KindLabels { kind: if connection { "connection" } else { "server" } }).inc();
-                if connection {
-                    self.kick.notify_one();
-                    Err(RedisError::Connection(e))
+                // READONLY (also inside a transaction: EXECABORT): the
+                // primary became a replica, a failover: reconnect to the new one.
+                let demoted = e.code() == Some("READONLY") || (e.code() == Some("EXECABORT") && e.to_string().contains("READONLY"));
+                let connection = e.is_io_error() || e.is_connection_dropped() || demoted;
+                // Answers that say "not now": loading its data after a restart, a busy script, no primary, out of memory.
+                let busy = matches!(e.code(), Some("LOADING" | "BUSY" | "MASTERDOWN" | "TRYAGAIN" | "OOM" | "CLUSTERDOWN"));
+                let kind = if connection {
+                    "connection"
+                } else if busy {
+                    "unavailable"
                 } else {
+                    "server"
+                };
+                self.metrics.errors.get_or_create(&KindLabels { kind }).inc();
+                if connection {
+                    kick();
+                    Err(RedisError::Connection(e))
+                } else if busy {
+                    Err(RedisError::Unavailable(e.to_string()))
+                } else {
+                    // A wrong type, an unexpected reply's shape: the handler's bug, not the link's.
                     Err(RedisError::Command(e))
                 }
             }
             Err(_) => {
                 self.metrics.errors.get_or_create(&KindLabels { kind: "timeout" }).inc();
                 if self.timeouts.fetch_add(1, Ordering::Relaxed) + 1 >= TIMEOUTS_IN_A_ROW {
-                    self.kick.notify_one();
+                    kick();
                 }
                 Err(RedisError::Timeout(self.cfg.timeout))
             }
@@ -283,7 +312,7 @@ impl Link {
         };
         match tokio::time::timeout(self.cfg.connect_timeout, attempt).await {
             Ok(Ok(c)) => Ok(c),
-            Ok(Err(e)) => Err(classify(&e)),
+            Ok(Err(e)) => Err(classify(&e).blaming(&self.cfg)),
             Err(_) => {
                 Err(ConnectError { refused: false, key: "url", message: format!("no answer within {:?} (redis.connect_timeout)", self.cfg.connect_timeout) })
             }
@@ -294,6 +323,7 @@ impl Link {
     async fn supervise(self: Arc<Self>) {
         let mut failures = 0u32;
         let mut ever_up = false;
+        let mut generation = 0u64;
         loop {
             let (tx, mut rx) = mpsc::unbounded_channel();
             let outcome = match self.connect(tx).await {
@@ -304,7 +334,8 @@ impl Link {
                 Ok(conn) => {
                     failures = 0;
                     self.timeouts.store(0, Ordering::Relaxed);
-                    self.conn.store(Some(Arc::new(conn.clone())));
+                    generation += 1;
+                    self.conn.store(Some(Arc::new((conn.clone(), generation))));
                     self.metrics.connected.set(1);
                     self.set(LinkState::Up, None);
                     if ever_up {
@@ -313,8 +344,11 @@ impl Link {
                         self.hub.gap();
                     }
                     ever_up = true;
-                    let why = self.watch(conn, &mut rx).await;
+                    let why = self.watch(conn, generation, &mut rx).await;
                     self.conn.store(None);
+                    // From now on messages are missed: the subscribers hear
+                    // of it at once (and again when the link is back).
+                    self.hub.gap();
                     self.metrics.connected.set(0);
                     self.metrics.reconnects.inc();
                     if let Ok(mut s) = self.status.lock() {
@@ -346,7 +380,7 @@ impl Link {
     }
 
     /// Serves pushes until the connection is lost; says why.
-    async fn watch(&self, mut conn: MultiplexedConnection, rx: &mut mpsc::UnboundedReceiver<PushInfo>) -> String {
+    async fn watch(&self, mut conn: MultiplexedConnection, generation: u64, rx: &mut mpsc::UnboundedReceiver<PushInfo>) -> String {
         let mut tick = tokio::time::interval(self.cfg.ping_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
@@ -366,7 +400,11 @@ impl Link {
                         Err(_) => return format!("PING not answered within {:?} (redis.timeout)", self.cfg.timeout),
                     }
                 }
-                _ = self.kick.notified() => return format!("{TIMEOUTS_IN_A_ROW} commands in a row not answered within redis.timeout, or the connection failed"),
+                _ = self.kick.notified() => {
+                    if self.kick_gen.load(Ordering::Relaxed) == generation {
+                        return format!("{TIMEOUTS_IN_A_ROW} commands in a row not answered within redis.timeout, or the connection failed");
+                    }
+                }
             }
         }
     }
@@ -397,6 +435,16 @@ fn classify(e: &redis::RedisError) -> ConnectError {
         return ConnectError { refused: true, key: "url", message: format!("Redis refused the database: {text}") };
     }
     ConnectError { refused: false, key: "url", message: text }
+}
+
+impl ConnectError {
+    /// With sentinels, a problem reaching Redis is theirs to answer for.
+    fn blaming(mut self, cfg: &RedisConfig) -> ConnectError {
+        if !cfg.sentinels.is_empty() && self.key == "url" {
+            self.key = "sentinels";
+        }
+        self
+    }
 }
 
 fn io_kind(e: &redis::RedisError) -> Option<std::io::ErrorKind> {

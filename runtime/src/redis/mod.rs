@@ -112,6 +112,14 @@ impl From<RedisError> for ApiError {
 }
 
 /// Commands on the instance's connection: `ctx.redis()?`.
+///
+/// Every request of the instance shares this one multiplexed connection:
+/// commands that block it (`BLPOP`, `XREAD BLOCK`, `WAIT`) stall everyone's
+/// commands behind them until `redis.timeout` ends the connection, and
+/// commands that change the connection's state (`SELECT`, `MULTI` sent as
+/// separate commands, `WATCH`, `CLIENT REPLY`) change it for everyone. Use
+/// [`pipe`]`().atomic()` for a transaction, and a connection of your own
+/// (the `redis` crate, [`::redis::Client`]) for blocking reads.
 #[derive(Clone)]
 pub struct Redis {
     link: Arc<Link>,
@@ -189,9 +197,9 @@ pub(crate) async fn check_at_start(link: &Link, file: Option<&std::path::Path>) 
     }
 }
 
-/// `config check`: the same attempt, on a runtime of its own. Refused, or
-/// unreachable when `required`: an error naming the setting; otherwise a
-/// warning on standard error.
+/// `config check`: the same attempt, on a runtime of its own. Refused with
+/// `required`: an error naming the setting; otherwise (unreachable, or not
+/// required) a warning on standard error.
 pub(crate) fn check_now(
     service: &crate::name::ServiceName,
     sections: &crate::section::Sections,
@@ -208,9 +216,14 @@ pub(crate) fn check_now(
             eprintln!("redis: connected to {}", link.cfg.describe());
             Ok(())
         }
-        Err(e) if link.cfg.required => Err(crate::load::error_at(file, &format!("redis.{}", e.key), e.message)),
+        // Refused (password, permission, database): wrong whatever Redis does.
+        Err(e) if e.refused && link.cfg.required => Err(crate::load::error_at(file, &format!("redis.{}", e.key), e.message)),
+        // Unreachable: maybe a wrong address, maybe Redis restarting — the
+        // instance starts and retries, and this check runs before every
+        // reload (ExecReload=), which an outage must not block.
         Err(e) => {
-            eprintln!("warning: redis.{}: {} (not required: the service starts, and the routes that need Redis answer 503)", e.key, e.message);
+            let effect = if link.cfg.required { "/readyz fails" } else { "the service starts" };
+            eprintln!("warning: redis.{}: {} ({effect} until Redis answers; the routes that need it answer 503)", e.key, e.message);
             Ok(())
         }
     }

@@ -69,6 +69,8 @@ struct Inner {
     changed: bool,
     rotate: bool,
     destroyed: bool,
+    /// A key to delete when saving: the id a destroy or a rotation retired.
+    retired: Option<String>,
 }
 
 /// A request's session: `session: Session` in a handler under [`sessions`].
@@ -129,6 +131,7 @@ impl Session {
             changed: false,
             rotate: false,
             destroyed: false,
+            retired: None,
         })))
     }
 
@@ -205,9 +208,15 @@ impl Session {
     }
 
     /// Ends the session: deleted from Redis, the cookie cleared (logout).
+    /// Anything inserted afterwards starts a new session, under a new id.
     pub fn destroy(&self) {
         let mut i = self.lock();
+        if let Some(id) = i.id.take() {
+            i.retired = Some(id);
+        }
         i.destroyed = true;
+        i.stored = false;
+        i.changed = false;
         i.data = Some(Map::new());
     }
 
@@ -221,24 +230,12 @@ impl Session {
         enum Plan {
             Nothing,
             Delete { key: String },
-            Write { old: Option<String>, key: String, body: Vec<u8>, ttl: u64, id: String },
-        }
-        let unloaded = {
-            let i = self.lock();
-            i.changed && !i.destroyed && i.data.is_none()
-        };
-        if unloaded {
-            // rotate() alone: keep the data under the new id.
-            self.load().await?;
+            Write { retired: Option<String>, key: String, body: Vec<u8>, ttl: u64, id: String, fresh: bool },
         }
         let plan = {
             let mut i = self.lock();
-            if i.destroyed {
-                match i.id.take() {
-                    Some(id) => Plan::Delete { key: format!("{}{id}", i.key_prefix) },
-                    None => Plan::Nothing,
-                }
-            } else if i.changed {
+            let prefix = i.key_prefix.clone();
+            if i.changed {
                 let body = serde_json::to_vec(i.data.as_ref().unwrap_or(&Map::new()))
                     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("session: {e}")))?;
                 if body.len() > i.cfg.max_size {
@@ -247,11 +244,21 @@ impl Session {
                         format!("the session ({} bytes) exceeds session.max_size ({})", body.len(), i.cfg.max_size),
                     ));
                 }
+                // A new id: on rotation, for a session Redis did not know
+                // (never one a client chose), or after a destroy.
                 let fresh = i.rotate || !i.stored || i.id.is_none();
-                let old = if i.rotate && i.stored { i.id.clone().map(|id| format!("{}{id}", i.key_prefix)) } else { None };
+                if fresh && i.rotate && i.stored {
+                    i.retired = i.id.take();
+                }
                 let id = if fresh { new_id()? } else { i.id.clone().unwrap_or_default() };
                 i.id = Some(id.clone());
-                Plan::Write { old, key: format!("{}{id}", i.key_prefix), body, ttl: i.cfg.ttl.as_secs().max(1), id }
+                let retired = i.retired.take().map(|r| format!("{prefix}{r}"));
+                Plan::Write { retired, key: format!("{prefix}{id}"), body, ttl: i.cfg.ttl.as_secs().max(1), id, fresh }
+            } else if i.destroyed {
+                match i.retired.take() {
+                    Some(id) => Plan::Delete { key: format!("{prefix}{id}") },
+                    None => Plan::Nothing,
+                }
             } else {
                 Plan::Nothing
             }
@@ -266,16 +273,26 @@ impl Session {
                 link.call(|mut c| async move { redis::cmd("DEL").arg(key).query_async::<()>(&mut c).await }).await?;
                 self.cookie_header("", Some(0))
             }
-            Plan::Write { old, key, body, ttl, id } => {
-                link.call(|mut c| async move {
-                    let mut p = redis::pipe();
-                    p.atomic().cmd("SET").arg(&key).arg(body).arg("EX").arg(ttl).ignore();
-                    if let Some(old) = old {
-                        p.cmd("DEL").arg(old).ignore();
-                    }
-                    p.query_async::<()>(&mut c).await
-                })
-                .await?;
+            Plan::Write { retired, key, body, ttl, id, fresh } => {
+                // An existing session is only updated while it exists (XX): a
+                // logout or rotation another request made meanwhile wins over
+                // this request's changes, instead of being undone by them.
+                let (written,): (Option<String>,) = link
+                    .call(|mut c| async move {
+                        let mut p = redis::pipe();
+                        p.atomic().cmd("SET").arg(&key).arg(body).arg("EX").arg(ttl);
+                        if !fresh {
+                            p.arg("XX");
+                        }
+                        if let Some(old) = retired {
+                            p.cmd("DEL").arg(old).ignore();
+                        }
+                        p.query_async(&mut c).await
+                    })
+                    .await?;
+                if written.is_none() {
+                    return Ok(());
+                }
                 self.cookie_header(&id, None)
             }
         };
