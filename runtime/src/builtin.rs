@@ -116,7 +116,7 @@ pub struct Identity<'a> {
     /// The connection to Redis, when `[redis] url` is set.
     #[cfg(feature = "redis")]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub redis: Option<crate::redis::LinkView>,
+    pub redis: Option<crate::redis::link::LinkView>,
 }
 
 impl State {
@@ -171,7 +171,7 @@ async fn readyz(ctx: Ctx, req: Request) -> Result<Response, ApiError> {
     #[cfg(feature = "redis")]
     if let Some(link) = ctx.redis.as_ref().filter(|l| l.cfg.required) {
         link.start();
-        if link.state() != crate::redis::LinkState::Up {
+        if link.state() != crate::redis::link::LinkState::Up {
             let v = link.view();
             return Err(ApiError::unavailable(format!("redis {}: {}", v.state.as_str(), v.error.unwrap_or_default()), 1));
         }

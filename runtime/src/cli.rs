@@ -189,7 +189,7 @@ fn base(service: Service, config: Option<PathBuf>, top: ServeArgs, command: Opti
             let _routes = service.compose(loaded.config.debug.endpoints)?;
             // And a Redis that answers (when one is configured).
             #[cfg(feature = "redis")]
-            crate::redis::check_now(service.name()?, &loaded.sections, loaded.file.as_deref())?;
+            crate::redis::check::check_now(service.name()?, &loaded.sections, loaded.file.as_deref())?;
             if quiet {
                 return Ok(String::new());
             }

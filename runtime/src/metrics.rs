@@ -139,7 +139,7 @@ pub struct Metrics {
 #[cfg(feature = "redis")]
 impl Metrics {
     /// Registers the Redis link's and broadcast's metrics (when `[redis] url` is set).
-    pub(crate) fn add_redis(&mut self, m: &crate::redis::RedisMetrics) {
+    pub(crate) fn add_redis(&mut self, m: &crate::redis::metrics::RedisMetrics) {
         m.register(&mut self.registry);
     }
 }

@@ -93,7 +93,7 @@ pub(crate) fn run(inst: Instance) -> Result<(), ServeError> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     #[cfg(feature = "redis")]
     if let Some(link) = &state.redis {
-        rt.block_on(crate::redis::check_at_start(link, inst.loaded.file.as_deref()))?;
+        rt.block_on(crate::redis::check::check_at_start(link, inst.loaded.file.as_deref()))?;
     }
     let unix_path = match (&addr, acquired.activated) {
         (ListenAddr::Unix(p), false) => Some(p.clone()),

@@ -68,7 +68,7 @@ impl Service {
         let s = Service { name: ServiceName::new(name), info: PackageInfo::default(), sections: Vec::new(), router: Router::new() };
         // Every service built with Redis has its sections (empty url: none).
         #[cfg(feature = "redis")]
-        let s = s.section::<crate::redis::RedisConfig>().section::<crate::redis::SessionConfig>();
+        let s = s.section::<crate::redis::config::RedisConfig>().section::<crate::redis::config::SessionConfig>();
         s
     }
 

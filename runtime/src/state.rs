@@ -55,7 +55,7 @@ pub struct State {
     pub(crate) access: AccessLog,
     /// The connection to Redis (`[redis] url`), fixed at start.
     #[cfg(feature = "redis")]
-    pub(crate) redis: Option<Arc<crate::redis::Link>>,
+    pub(crate) redis: Option<Arc<crate::redis::link::Link>>,
 }
 
 impl std::fmt::Debug for State {
@@ -90,7 +90,7 @@ impl State {
         #[allow(unused_mut)]
         let mut metrics = Metrics::new(pool.stats(), pool.threads(), pool.capacity());
         #[cfg(feature = "redis")]
-        let redis = crate::redis::link_for(&service, &loaded.sections);
+        let redis = crate::redis::link::link_for(&service, &loaded.sections);
         #[cfg(feature = "redis")]
         if let Some(l) = &redis {
             metrics.add_redis(&l.metrics);

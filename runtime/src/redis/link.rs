@@ -21,10 +21,10 @@ use redis::{AsyncConnectionConfig, IntoConnectionInfo, ProtocolVersion, PushInfo
 use serde::Serialize;
 use tokio::sync::{mpsc, Notify};
 
-use super::broadcast::Hub;
 use super::config::{RedisConfig, Target};
+use super::error::RedisError;
+use super::hub::Hub;
 use super::metrics::{KindLabels, RedisMetrics};
-use super::RedisError;
 
 /// Commands timed out one after another before the connection is deemed dead.
 const TIMEOUTS_IN_A_ROW: u32 = 3;
@@ -456,6 +456,17 @@ fn io_kind(e: &redis::RedisError) -> Option<std::io::ErrorKind> {
         cur = err.source();
     }
     None
+}
+
+/// The link for the configuration's `[redis]`, if it names one. A password
+/// credential that cannot be read leaves the link refusing (reported at
+/// start and by `/readyz`).
+pub(crate) fn link_for(service: &crate::name::ServiceName, sections: &crate::section::Sections) -> Option<Arc<Link>> {
+    let cfg = sections.get::<RedisConfig>()?;
+    if !cfg.enabled() {
+        return None;
+    }
+    Some(Arc::new(Link::new(&cfg, service.as_str())))
 }
 
 #[cfg(test)]

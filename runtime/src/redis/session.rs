@@ -26,8 +26,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::config::{Secure, SessionConfig};
+use super::error::RedisError;
 use super::link::Link;
-use super::RedisError;
 use crate::http::ApiError;
 use crate::state::State;
 
