@@ -51,8 +51,10 @@ pub fn credentials_dir(n: &ServiceName) -> PathBuf {
 /// What the unit needs of `[redis]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
-    /// `[redis] url`, not empty.
+    /// `[redis] url` (empty with sentinels).
     pub url: String,
+    /// `[redis] sentinels` (`host:port`): the primary is the one they name.
+    pub sentinels: Vec<String>,
     /// `[redis] password_credential`.
     pub credential: String,
 }
@@ -81,10 +83,17 @@ fn parse(text: &str) -> Result<Option<Settings>, String> {
         Some(_) => Err(format!("redis.{key}: not a string")),
     };
     let url = string("url", "")?.trim().to_string();
-    if url.is_empty() {
+    let sentinels = match redis.get("sentinels") {
+        None => Vec::new(),
+        Some(toml::Value::Array(a)) => {
+            a.iter().map(|v| v.as_str().map(str::to_string).ok_or("redis.sentinels: not a list of strings")).collect::<Result<_, _>>()?
+        }
+        Some(_) => return Err("redis.sentinels: not a list of strings".into()),
+    };
+    if url.is_empty() && sentinels.is_empty() {
         return Ok(None);
     }
-    Ok(Some(Settings { url, credential: string("password_credential", DEFAULT_CREDENTIAL)? }))
+    Ok(Some(Settings { url, sentinels, credential: string("password_credential", DEFAULT_CREDENTIAL)? }))
 }
 
 /// Where `[redis] url` points.
@@ -197,10 +206,28 @@ pub struct Facts {
     pub nameservers: Vec<IpAddr>,
 }
 
+/// The server over TCP the drop-in opens the network to: `[redis] url`'s, or
+/// with sentinels, the sentinels (`host host ...`, port 0), whose hosts also
+/// run the Redis servers they name in the usual three-node layout.
+fn effective_target(s: &Settings) -> Target {
+    if s.sentinels.is_empty() {
+        return target(&s.url);
+    }
+    let hosts: Vec<String> = s
+        .sentinels
+        .iter()
+        .map(|h| match target(&format!("redis://{h}")) {
+            Target::Tcp { host, .. } => host,
+            _ => h.clone(),
+        })
+        .collect();
+    Target::Tcp { host: hosts.join(" "), port: 0 }
+}
+
 /// Looks up what the drop-in for `s` depends on.
 pub fn facts(n: &ServiceName, s: &Settings) -> Facts {
     let mut f = Facts { redis_group: group_exists(REDIS_GROUP), ..Facts::default() };
-    match target(&s.url) {
+    match effective_target(s) {
         Target::Unix(path) => {
             f.socket = std::fs::metadata(&path).ok().filter(|m| m.file_type().is_socket()).map(|m| SocketFile {
                 group: nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(m.gid())).ok().flatten().map(|g| g.name),
@@ -208,26 +235,30 @@ pub fn facts(n: &ServiceName, s: &Settings) -> Facts {
                 mode: m.mode() & 0o7777,
             })
         }
-        Target::Tcp { host, port } => match host.parse::<IpAddr>() {
-            Ok(ip) => f.addresses = Some(Ok(vec![ip])),
-            Err(_) => {
-                use std::net::ToSocketAddrs;
-                f.addresses = Some(match (host.as_str(), port).to_socket_addrs() {
-                    Ok(a) => {
-                        let mut ips: Vec<IpAddr> = a.map(|a| a.ip()).collect();
-                        ips.sort();
-                        ips.dedup();
-                        if ips.is_empty() {
-                            Err("no address".into())
-                        } else {
-                            Ok(ips)
+        Target::Tcp { host, port } => {
+            let mut ips: Vec<IpAddr> = Vec::new();
+            let mut failed = None;
+            for h in host.split(' ') {
+                match h.parse::<IpAddr>() {
+                    Ok(ip) => ips.push(ip),
+                    Err(_) => {
+                        use std::net::ToSocketAddrs;
+                        match (h, port).to_socket_addrs() {
+                            Ok(a) => ips.extend(a.map(|a| a.ip())),
+                            Err(e) => failed = Some(e.to_string()),
                         }
+                        f.nameservers = std::fs::read_to_string("/etc/resolv.conf").map(|t| nameservers(&t)).unwrap_or_default();
                     }
-                    Err(e) => Err(e.to_string()),
-                });
-                f.nameservers = std::fs::read_to_string("/etc/resolv.conf").map(|t| nameservers(&t)).unwrap_or_default();
+                }
             }
-        },
+            ips.sort();
+            ips.dedup();
+            f.addresses = Some(match failed {
+                Some(e) if ips.is_empty() => Err(e),
+                _ if ips.is_empty() => Err("no address".into()),
+                _ => Ok(ips),
+            });
+        }
         Target::Other(_) => {}
     }
     if valid_credential_name(&s.credential) {
@@ -275,7 +306,7 @@ pub fn plan(n: &ServiceName, config: &Path, settings: Option<&Settings>, facts: 
     let mut service = String::new();
     let mut does: Vec<String> = Vec::new();
     let mut warnings = Vec::new();
-    match target(&s.url) {
+    match effective_target(s) {
         Target::Unix(path) => {
             let socket = path.display();
             unit.push_str(&format!(
@@ -336,14 +367,18 @@ pub fn plan(n: &ServiceName, config: &Path, settings: Option<&Settings>, facts: 
                 None => Vec::new(),
             };
             let local = !addresses.is_empty() && addresses.iter().all(|a| a.is_loopback());
-            unit.push_str(&format!("# [redis] url is a server over TCP, {host} port {port}: start once the network is up.\n"));
+            if port == 0 {
+                unit.push_str(&format!("# [redis] sentinels, on {host}, name the primary: start once the network is up.\n"));
+            } else {
+                unit.push_str(&format!("# [redis] url is a server over TCP, {host} port {port}: start once the network is up.\n"));
+            }
             if local {
                 unit.push_str(&format!("# {host} is this host: also after its Redis, when it starts (ordering only).\nAfter={REDIS_UNIT}\n"));
                 does.push(format!("after {REDIS_UNIT}"));
             }
             unit.push_str("After=network-online.target\nWants=network-online.target\n");
             let mut allow: Vec<String> = addresses.iter().map(|a| a.to_string()).collect();
-            let by_name = host.parse::<IpAddr>().is_err();
+            let by_name = host.split(' ').any(|h| h.parse::<IpAddr>().is_err());
             if by_name {
                 for ns in &facts.nameservers {
                     if !allow.contains(&ns.to_string()) {
@@ -471,7 +506,7 @@ mod tests {
     }
 
     fn settings(url: &str) -> Settings {
-        Settings { url: url.into(), credential: DEFAULT_CREDENTIAL.into() }
+        Settings { url: url.into(), sentinels: Vec::new(), credential: DEFAULT_CREDENTIAL.into() }
     }
 
     fn config() -> PathBuf {
@@ -577,7 +612,7 @@ mod tests {
         f.credential = Some(CredentialFile { path: "/etc/myapp/credentials/redis-password.cred".into(), encrypted: true, mode: 0o644 });
         let text = plan(&name(), &config(), Some(&settings("redis://10.0.0.5")), &f).text.unwrap();
         assert!(text.contains("\nLoadCredentialEncrypted=redis-password:/etc/myapp/credentials/redis-password.cred\n"), "{text}");
-        let bad = Settings { url: "/run/redis/redis-server.sock".into(), credential: "../../etc/shadow".into() };
+        let bad = Settings { url: "/run/redis/redis-server.sock".into(), sentinels: Vec::new(), credential: "../../etc/shadow".into() };
         let p = plan(&name(), &config(), Some(&bad), &f);
         assert!(!p.text.unwrap().contains("Credential="));
         assert!(p.warnings.iter().any(|w| w.contains("not a credential name")), "{:?}", p.warnings);
@@ -603,6 +638,18 @@ mod tests {
         let p = plan(&name(), &config(), Some(&settings("redis://db.internal")), &unresolved);
         assert!(!p.text.unwrap().contains("IPAddressAllow"));
         assert!(p.warnings[0].starts_with("cannot resolve db.internal now"), "{:?}", p.warnings);
+    }
+
+    #[test]
+    fn sentinels_open_the_network_to_their_hosts() {
+        let text = "[redis]\nsentinels = [\"10.0.0.5:26379\", \"10.0.0.6:26379\"]\nsentinel_master = \"m\"\n";
+        let s = parse(text).unwrap().expect("sentinels are a Redis");
+        assert_eq!(s.sentinels, ["10.0.0.5:26379", "10.0.0.6:26379"]);
+        let f = facts(&name(), &s);
+        assert_eq!(f.addresses, Some(Ok(vec!["10.0.0.5".parse().unwrap(), "10.0.0.6".parse().unwrap()])));
+        let text = plan(&name(), &config(), Some(&s), &f).text.unwrap();
+        assert!(text.contains("sentinels, on 10.0.0.5 10.0.0.6, name the primary"), "{text}");
+        assert!(text.contains("\nIPAddressAllow=10.0.0.5 10.0.0.6\n") && text.contains("\nPrivateNetwork=no\n"), "{text}");
     }
 
     #[test]
