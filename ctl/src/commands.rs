@@ -103,6 +103,11 @@ pub enum Command {
         /// was built from, if present; else the crate registry]
         #[arg(long, value_name = "DIR")]
         corepool: Option<PathBuf>,
+        /// With corepool's `redis` feature (sessions, broadcast, counters
+        /// shared by every instance and host, once `[redis] url` is set) and a
+        /// route that keeps its state in the session (`GET /visits`)
+        #[arg(long)]
+        redis: bool,
     },
     /// Build this service's Debian package from this (release) binary:
     /// units, nginx site, certbot hook, configuration, man page, completions.

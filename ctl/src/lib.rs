@@ -181,12 +181,12 @@ fn dispatch(n: &ServiceName, service: &Service, command: Command, config: Option
             out.write_all(&script).context(OUTPUT)
         }
         Command::Man => clap_mangen::Man::new(cli::command::<Command>(service)).section("8").render(out).context(OUTPUT),
-        Command::New { path, corepool } => {
+        Command::New { path, corepool, redis } => {
             let source = match corepool {
                 Some(dir) => new::Source::checkout(&dir)?,
                 None => new::Source::detect(),
             };
-            new::create(&path, &source, out)?;
+            new::create(&path, &source, redis, out)?;
             Ok(())
         }
         Command::Package { deb_version, output, maintainer } => {

@@ -64,10 +64,11 @@ impl Source {
         }
     }
 
-    fn dependency(&self) -> String {
+    fn dependency(&self, redis: bool) -> String {
+        let features = if redis { "[\"cli\", \"redis\"]" } else { "[\"cli\"]" };
         match self {
-            Source::Checkout(root) => format!("{{ path = {:?}, features = [\"cli\"] }}", root.join("corepool").display().to_string()),
-            Source::Registry(v) => format!("{{ version = \"{v}\", features = [\"cli\"] }}"),
+            Source::Checkout(root) => format!("{{ path = {:?}, features = {features} }}", root.join("corepool").display().to_string()),
+            Source::Registry(v) => format!("{{ version = \"{v}\", features = {features} }}"),
         }
     }
 
@@ -79,14 +80,23 @@ impl Source {
     }
 }
 
-/// The files of a new crate for service `n`.
-pub fn files(n: &ServiceName, source: &Source) -> Vec<(&'static str, String)> {
-    let fill = |t: &str| t.replace("@NAME@", n.as_str()).replace("@COREPOOL_DEP@", &source.dependency()).replace("@COREPOOL_DOC@", &source.doc());
-    vec![("Cargo.toml", fill(CARGO_TOML)), ("src/main.rs", MAIN_RS.to_string()), ("README.md", fill(README)), (".gitignore", GITIGNORE.to_string())]
+/// With `--redis`: a route whose state lives in the session, on Redis.
+const REDIS_RS: &str = include_str!("../templates/new/redis.rs");
+
+/// The files of a new crate for service `n`; `redis`: with corepool's
+/// `redis` feature and a route that keeps its state in Redis (`[redis] url`).
+pub fn files(n: &ServiceName, source: &Source, redis: bool) -> Vec<(&'static str, String)> {
+    let fill = |t: &str| t.replace("@NAME@", n.as_str()).replace("@COREPOOL_DEP@", &source.dependency(redis)).replace("@COREPOOL_DOC@", &source.doc());
+    let mut main = MAIN_RS.to_string();
+    if redis {
+        main = main.replace(".route(\"/fib/{n}\", get(fib));", ".route(\"/fib/{n}\", get(fib)).merge(shared());");
+        main = main.replace("fn main() -> std::process::ExitCode {", &format!("{REDIS_RS}\nfn main() -> std::process::ExitCode {{"));
+    }
+    vec![("Cargo.toml", fill(CARGO_TOML)), ("src/main.rs", main), ("README.md", fill(README)), (".gitignore", GITIGNORE.to_string())]
 }
 
 /// Creates the crate at `path` (which must not exist).
-pub fn create(path: &Path, source: &Source, out: &mut dyn Write) -> Result<ServiceName, NewError> {
+pub fn create(path: &Path, source: &Source, redis: bool, out: &mut dyn Write) -> Result<ServiceName, NewError> {
     let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| NewError::NoName(path.into()))?;
     let n = ServiceName::new(name)?;
     if std::fs::symlink_metadata(path).is_ok() {
@@ -96,7 +106,7 @@ pub fn create(path: &Path, source: &Source, out: &mut dyn Write) -> Result<Servi
         let p = p.to_path_buf();
         move |error| NewError::Io { path: p, error }
     };
-    for (file, text) in files(&n, source) {
+    for (file, text) in files(&n, source, redis) {
         let p = path.join(file);
         if let Some(dir) = p.parent() {
             std::fs::create_dir_all(dir).map_err(io(dir))?;
@@ -123,13 +133,13 @@ mod tests {
         let mut out = Vec::new();
         for bad in ["My App", "MyApp", "x", "root", "1st"] {
             let p = d.path().join(bad);
-            assert!(matches!(create(&p, &src, &mut out), Err(NewError::Name(_))), "{bad}");
+            assert!(matches!(create(&p, &src, false, &mut out), Err(NewError::Name(_))), "{bad}");
             assert!(!p.exists());
         }
-        assert!(matches!(create(Path::new("/"), &src, &mut out), Err(NewError::NoName(_))));
-        assert!(matches!(create(&d.path().join(".."), &src, &mut out), Err(NewError::NoName(_))));
+        assert!(matches!(create(Path::new("/"), &src, false, &mut out), Err(NewError::NoName(_))));
+        assert!(matches!(create(&d.path().join(".."), &src, false, &mut out), Err(NewError::NoName(_))));
         std::fs::create_dir(d.path().join("taken")).unwrap();
-        assert!(matches!(create(&d.path().join("taken"), &src, &mut out), Err(NewError::Exists(_))));
+        assert!(matches!(create(&d.path().join("taken"), &src, false, &mut out), Err(NewError::Exists(_))));
     }
 
     #[test]
@@ -140,7 +150,7 @@ mod tests {
         std::fs::write(root.join("corepool/Cargo.toml"), "").unwrap();
         let src = Source::checkout(&root).unwrap();
         let p = d.path().join("myapp");
-        let n = create(&p, &src, &mut Vec::new()).unwrap();
+        let n = create(&p, &src, false, &mut Vec::new()).unwrap();
         assert_eq!(n.as_str(), "myapp");
         let cargo = std::fs::read_to_string(p.join("Cargo.toml")).unwrap();
         assert!(cargo.contains("name = \"myapp\""), "{cargo}");
@@ -150,6 +160,14 @@ mod tests {
         assert!(std::fs::read_to_string(p.join("README.md")).unwrap().contains("    cargo run\n"));
         assert!(p.join("src/main.rs").is_file());
         assert!(matches!(Source::checkout(d.path()), Err(NewError::NotACheckout(_))));
+        // --redis: the feature, and a route on the session.
+        let q = d.path().join("withredis");
+        create(&q, &src, true, &mut Vec::new()).unwrap();
+        let cargo = std::fs::read_to_string(q.join("Cargo.toml")).unwrap();
+        assert!(cargo.contains("features = [\"cli\", \"redis\"]"), "{cargo}");
+        let main = std::fs::read_to_string(q.join("src/main.rs")).unwrap();
+        assert!(main.contains(".merge(shared())") && main.contains("async fn visits(") && main.contains("fn main()"), "{main}");
+        assert!(!std::fs::read_to_string(p.join("src/main.rs")).unwrap().contains("redis"));
     }
 
     fn src_root(s: &Source) -> String {
