@@ -84,7 +84,8 @@ class Chat:
                 max_size=2**20,
             )
             hello = json.loads(await asyncio.wait_for(ws.recv(), 10))["hello"]
-            return ws, hello["instance"]
+            # Across hosts instance 0 exists on each: "host/instance" then.
+            return ws, f"{hello['host']}/{hello['instance']}" if self.args.by_host else hello["instance"]
 
     async def slot(self, slot):
         first = True
@@ -239,6 +240,7 @@ def main():
     c.add_argument("--room", required=True)
     c.add_argument("--dir", required=True)
     c.add_argument("--max-seconds", type=float, default=300)
+    c.add_argument("--by-host", action="store_true", help="count the clients by host/instance (several hosts)")
     args = p.parse_args()
     chat = Chat(args)
 

@@ -5,8 +5,8 @@
 # protected-mode with requirepass); app1 and app2 point [redis] at it over
 # TCP with the password as a credential; then a login through the front is
 # seen by both hosts, and one chat room spans both hosts' instances
-# (tests/system/scaleout_chat.py: redis_client.py's chat counting clients by
-# host/instance). Uses scaleout's ct, ct_sh, TLS, DOMAIN, URL, NCPU,
+# (tests/system/redis_client.py's chat, counting clients by host/instance:
+# --by-host). Uses scaleout's ct, ct_sh, TLS, DOMAIN, URL, NCPU,
 # every_instance, REDIS_IP, and lib.sh's record, field, expect_eq, fail.
 
 SO_REDIS_URL="redis://$REDIS_IP:6379/0"
@@ -132,13 +132,13 @@ so_chat_stop() {
 
 test_redis_chat_across_hosts() {
     local f
-    for f in streams_client.py redis_client.py scaleout_chat.py; do
+    for f in streams_client.py redis_client.py; do
         ct front tee "/var/tmp/$f" <"tests/system/$f" >/dev/null
     done
     ct front sh -c "rm -rf $SO_CHAT_DIR && mkdir -p $SO_CHAT_DIR"
-    ct front setsid -w timeout 300 /usr/bin/python3 /var/tmp/scaleout_chat.py --host "$DOMAIN" --addr 127.0.0.1 \
+    ct front setsid -w timeout 300 /usr/bin/python3 /var/tmp/redis_client.py --host "$DOMAIN" --addr 127.0.0.1 \
         --cafile /var/tmp/pebble-root.pem chat --clients "$SO_CHAT_CLIENTS" --room "$SO_CHAT_ROOM" --dir "$SO_CHAT_DIR" \
-        --max-seconds 240 </dev/null >"$WORK/scaleout-chat.out" 2>&1 &
+        --by-host --max-seconds 240 </dev/null >"$WORK/scaleout-chat.out" 2>&1 &
     SO_CHAT_PID=$!
     # A failure below ends the test's subshell: stop the client then too.
     # shellcheck disable=SC2064 # expanded now, as test 3 does
