@@ -1,0 +1,215 @@
+"""What the soak checks: samples during it (every SAMPLE_S, checked every
+minute) and the accounting at its end.
+
+Every request is accounted for: idempotent requests (GETs, cached or not,
+heavy or light) must all be answered 200; a POST may be lost only when it was
+in flight on an instance that a fault killed or hung at that moment (kill -9,
+SIGSTOP, memory limit) or on a host switched off or cut off from the front,
+matched by time and by the instance nginx sent it to (nginx's log of the
+request id). At the end: every unit that should run is active and none is
+failed, every instance of every host answers through the front, no host is
+left drained, RSS and open fds of every instance and of nginx within the band
+below of their values at the start, no process, socket or temporary file
+left over, and every error line of each host's journal explained by a fault
+on that host (or, for the front, on any host) at that time.
+"""
+
+import json
+import statistics
+import time
+
+SAMPLE_S = 20
+# The band: at the end, an instance's RSS at most RSS_BAND_KB above its value
+# at the start (or RSS_BAND_RATIO of it, whichever is larger), its open fds at
+# most FD_BAND above; nginx (all its processes) the same, with a ratio.
+RSS_BAND_KB = 4096
+RSS_BAND_RATIO = 0.5
+FD_BAND = 8
+NGINX_RSS_BAND_RATIO = 0.5
+# A fault explains what happens from its start until this long after its end
+# (nginx marks a failing server down for fail_timeout, restarts settle).
+GRACE_S = 15
+# Faults that kill what an instance had in flight, or cut a host off.
+LOSSY_INSTANCE = {"kill9", "sigstop", "memory"}
+LOSSY_HOST = {"poweroff", "partition"}
+
+
+def sample(lab):
+    """One reading: per instance (host, i) -> pid, rss_kb, fds, restarts; nginx; failed units."""
+    out = {"t": time.time(), "instances": {}, "nginx": [], "failed": {}}
+    svc = lab.service
+    for h in lab.hosts + ([lab.front] if lab.front not in lab.hosts else []):
+        if h in lab.down:
+            continue
+        rc, text = lab.sh(h, (
+            "for i in $(seq 0 %d); do p=$(systemctl show -p MainPID --value %s@$i.service); "
+            "if [ \"$p\" != 0 ] && [ -r /proc/$p/status ]; then echo inst $i $p $(awk '/VmRSS/ {print $2}' /proc/$p/status) "
+            "$(ls /proc/$p/fd | wc -l) $(systemctl show -p NRestarts --value %s@$i.service); fi; done; "
+            "for p in $(pgrep -x nginx || true); do echo nginx $p $(awk '/VmRSS/ {print $2}' /proc/$p/status) $(ls /proc/$p/fd | wc -l) "
+            "$(tr '\\0' ' ' </proc/$p/cmdline); done; "
+            "systemctl --failed --plain --no-legend | sed 's/^/failed /'") % (lab.ncpu - 1, svc, svc), timeout=30)
+        for line in text.splitlines():
+            w = line.split()
+            if w[:1] == ["inst"] and len(w) == 6 and h in lab.hosts:
+                out["instances"]["%s/%s" % (h, w[1])] = {"pid": w[2], "rss_kb": int(w[3]), "fds": int(w[4]),
+                                                         "restarts": int(w[5])}
+            elif w[:1] == ["nginx"] and len(w) >= 4 and h == lab.front:
+                role = " ".join(w[4:])
+                # The cache loader exits by itself a minute after nginx starts.
+                if "cache loader" not in role:
+                    out["nginx"].append({"pid": w[1], "rss_kb": int(w[2]), "fds": int(w[3]), "role": role})
+            elif w[:1] == ["failed"]:
+                out["failed"].setdefault(h, []).append(" ".join(w[1:]))
+    return out
+
+
+def lossy_faults_for(records, host, inst, t0, t1):
+    """The faults that explain losing a request sent to HOST/INST during [t0, t1]."""
+    found = []
+    for r in records:
+        if "started" not in r or r.get("skipped"):
+            continue
+        s, e = r["started"] - 1, r.get("ended", time.time()) + 1
+        if e < t0 or s > t1:
+            continue
+        if r["kind"] in LOSSY_INSTANCE and r["target"] == "%s/%s" % (host, inst):
+            found.append(r)
+        elif r["kind"] in LOSSY_HOST and r["target"] == host:
+            found.append(r)
+    return found
+
+
+def parse_access_log(text, ip_to_host, port_base=7000):
+    """nginx's chaos log: request id -> (status, [(host, instance, upstream status)], times logged)."""
+    out = {}
+    for line in text.splitlines():
+        w = line.split(" ", 3)
+        if len(w) < 4:
+            continue
+        _, rid, status, rest = w
+        addrs, _, ups = rest.partition('" "')
+        tries = []
+        for a, st in zip(addrs.strip('"').replace(" : ", ", ").split(", "), ups.split('"')[0].replace(" : ", ", ").split(", ")):
+            ip, _, port = a.rpartition(":")
+            if ip in ip_to_host and port.isdigit():
+                tries.append((ip_to_host[ip], int(port) - port_base, st))
+            elif a.startswith("unix:"):
+                tries.append(("local", a.rsplit("/", 1)[-1].split(".")[0], st))
+        # A request id logged twice reached nginx twice (a client's retry).
+        prev = out.get(rid)
+        out[rid] = (status, tries, (prev[2] + 1) if prev else 1)
+    return out
+
+
+def pct(xs, p):
+    if not xs:
+        return 0.0
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100.0 * (len(xs) - 1))))]
+
+
+def account(requests, records, access):
+    """Requests by kind and status, the failures, and whether each is explained."""
+    by_kind = {}
+    problems = []
+    losses = []
+    for q in requests:
+        k = by_kind.setdefault(q["kind"], {"method": q["method"], "total": 0, "status": {}, "lat": [], "echo_missing": 0})
+        k["total"] += 1
+        k["status"][str(q["status"])] = k["status"].get(str(q["status"]), 0) + 1
+        k["lat"].append(q["t1"] - q["t0"])
+        ok = q["status"] == 200 and q.get("ok_body", True)
+        if q["status"] == 200 and not q.get("echo"):
+            k["echo_missing"] += 1
+        if q.get("retried"):
+            k["client_retries"] = k.get("client_retries", 0) + 1
+            # Retried because the connection was found closed: nginx must not
+            # have seen the first try (a POST would then have been sent twice).
+            if access.get(q["id"], (None, [], 0))[2] > 1:
+                problems.append("%s %s retried by the client after nginx had it: %s" % (q["kind"], q["id"], q["retried"]))
+        if ok:
+            continue
+        if q["method"] != "POST":
+            problems.append("%s %s failed: status %s %s" % (q["kind"], q["id"], q["status"], q.get("err", "")))
+            continue
+        status, tries, _ = access.get(q["id"], (None, [], 0))
+        why = []
+        if tries:
+            host, inst, _ = tries[-1]
+            why = lossy_faults_for(records, host, inst, q["t0"], q["t1"])
+        loss = {"id": q["id"], "status": q["status"], "err": q.get("err", ""), "nginx": status,
+                "upstream": ["%s/%s:%s" % t for t in tries],
+                "explained_by": ["#%d %s %s" % (r["seq"], r["kind"], r["target"]) for r in why]}
+        losses.append(loss)
+        if not why:
+            problems.append("POST %s lost and not explained by any fault: %s" % (q["id"], json.dumps(loss)))
+    for k in by_kind.values():
+        lat = k.pop("lat")
+        k["p50_ms"] = round(1000 * statistics.median(lat), 1) if lat else 0
+        k["p99_ms"] = round(1000 * pct(lat, 99), 1)
+        k["max_ms"] = round(1000 * max(lat), 1) if lat else 0
+        if k["echo_missing"]:
+            problems.append("%d answers without their X-Request-Id echoed" % k["echo_missing"])
+    return by_kind, losses, problems
+
+
+def bands(first, last, samples):
+    """RSS and fd of each instance and of nginx: start, end, max over the soak, and whether the end is in the band."""
+    rows = []
+    problems = []
+    for key, a in sorted(first["instances"].items()):
+        b = last["instances"].get(key)
+        seen = [s["instances"][key] for s in samples if key in s["instances"]]
+        row = {"what": key, "rss_kb_start": a["rss_kb"], "rss_kb_end": b and b["rss_kb"],
+               "rss_kb_max": max(x["rss_kb"] for x in seen), "fds_start": a["fds"], "fds_end": b and b["fds"],
+               "fds_max": max(x["fds"] for x in seen), "restarts_end": b and b["restarts"]}
+        rows.append(row)
+        if b is None:
+            problems.append("%s: not running at the end" % key)
+            continue
+        if b["rss_kb"] > a["rss_kb"] + max(RSS_BAND_KB, RSS_BAND_RATIO * a["rss_kb"]):
+            problems.append("%s: RSS %d kB at the end, %d at the start: outside the band" % (key, b["rss_kb"], a["rss_kb"]))
+        if b["fds"] > a["fds"] + FD_BAND:
+            problems.append("%s: %d open fds at the end, %d at the start: outside the band" % (key, b["fds"], a["fds"]))
+    if first["nginx"]:
+        tot = lambda s, f: sum(p[f] for p in s["nginx"])  # noqa: E731
+        row = {"what": "nginx (%d processes at the start, %d at the end)" % (len(first["nginx"]), len(last["nginx"])),
+               "rss_kb_start": tot(first, "rss_kb"), "rss_kb_end": tot(last, "rss_kb"),
+               "rss_kb_max": max(tot(s, "rss_kb") for s in samples if s["nginx"]),
+               "fds_start": tot(first, "fds"), "fds_end": tot(last, "fds"),
+               "fds_max": max(tot(s, "fds") for s in samples if s["nginx"])}
+        rows.append(row)
+        old = [p for p in last["nginx"] if "shutting down" in p["role"]]
+        if old:
+            problems.append("nginx: %d old workers still shutting down at the end" % len(old))
+        if len(last["nginx"]) != len(first["nginx"]):
+            problems.append("nginx: %d processes at the end, %d at the start (old workers left?)" %
+                            (len(last["nginx"]), len(first["nginx"])))
+        if row["rss_kb_end"] > row["rss_kb_start"] * (1 + NGINX_RSS_BAND_RATIO):
+            problems.append("nginx: RSS %d kB at the end, %d at the start" % (row["rss_kb_end"], row["rss_kb_start"]))
+        if row["fds_end"] > row["fds_start"] + FD_BAND * len(first["nginx"]):
+            problems.append("nginx: %d fds at the end, %d at the start" % (row["fds_end"], row["fds_start"]))
+    return rows, problems
+
+
+def journal_errors(lab, host, since, records):
+    """HOST's journal lines of priority err and worse since SINCE, each with the fault that explains it."""
+    rc, text = lab.ct(host, "journalctl", "-q", "-p", "err", "--since", "@%d" % int(since), "-o", "json",
+                      "--output-fields=MESSAGE,_SYSTEMD_UNIT,SYSLOG_IDENTIFIER", timeout=60)
+    lines = []
+    for raw in text.splitlines():
+        try:
+            j = json.loads(raw)
+        except ValueError:
+            continue
+        t = int(j.get("__REALTIME_TIMESTAMP", "0")) / 1e6
+        msg = j.get("MESSAGE")
+        if isinstance(msg, list):  # a message that is not UTF-8: journald gives its bytes
+            msg = bytes(msg).decode("utf-8", "replace")
+        why = [r for r in records if "started" in r and not r.get("skipped")
+               and r["started"] - 2 <= t <= r.get("ended", time.time()) + GRACE_S
+               and (host == lab.front or r["target"].split("/")[0].split(":")[0] == host)]
+        lines.append({"host": host, "t": round(t, 3), "unit": j.get("_SYSTEMD_UNIT") or j.get("SYSLOG_IDENTIFIER"),
+                      "message": str(msg)[:300], "explained_by": ["#%d %s %s" % (r["seq"], r["kind"], r["target"])
+                                                                  for r in why]})
+    return lines
