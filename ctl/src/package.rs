@@ -283,7 +283,9 @@ pub fn build(service: &Service, cli: &mut clap::Command, o: &Options) -> Result<
         return Err(PackageError::DebugBuild(exe));
     }
     let target = if info.manifest_dir.is_empty() { PathBuf::from("target") } else { Path::new(info.manifest_dir).join("target") };
-    let work = target.join("corepool-package").join(n.as_str());
+    // One scratch directory per build: two builds at once (several versions
+    // built side by side, as the chaos soaks do) must not share one.
+    let work = target.join("corepool-package").join(format!("{n}.{}", std::process::id()));
     let root = work.join("root");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(root.join("DEBIAN")).map_err(|error| PackageError::Io { path: root.clone(), error })?;
@@ -353,6 +355,8 @@ pub fn build(service: &Service, cli: &mut clap::Command, o: &Options) -> Result<
     std::fs::create_dir_all(&out_dir).map_err(|error| PackageError::Io { path: out_dir.clone(), error })?;
     let deb = out_dir.join(format!("{n}_{version}_{arch}.deb"));
     run("dpkg-deb", &["--root-owner-group", "-Zxz", "--build", &root.display().to_string(), &deb.display().to_string()], None, "package dpkg")?;
+    // (Left behind when a step fails, to look at.)
+    let _ = std::fs::remove_dir_all(&work);
     Ok(deb)
 }
 
