@@ -62,12 +62,18 @@ where
     }
 }
 
+/// Lines the non-blocking writer holds before it drops (`lossy`).
+const BUFFERED_LINES: usize = 4096;
+
 /// Installs the global subscriber. If one is already installed (an embedder's),
 /// leaves it alone.
 pub fn init(cfg: &LogConfig) -> LogHandle {
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(true)
-        .buffered_lines_limit(16 * 1024)
+        // Lines waiting for the writer thread (each slot 32 bytes, all
+        // written when the channel is made, so resident): 4096 hold 0.1 s
+        // of access lines at 30,000 requests/s; past that, lines are dropped.
+        .buffered_lines_limit(BUFFERED_LINES)
         .thread_name("corepool-log")
         .finish(std::io::stdout());
     let format = resolve(cfg.format);
