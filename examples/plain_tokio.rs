@@ -1,11 +1,15 @@
 //! The obvious Rust alternative to corepool, for the benchmarks: one
 //! multi-threaded tokio process (a worker per core), hyper HTTP/1.1, heavy work
 //! on `spawn_blocking`, all defaults. Same routes and JSON as corepool's
-//! `GET /` and `GET /compute?n=N`. Not part of the product.
+//! `GET /` and `GET /compute?n=N`, and `GET /fixed` byte for byte: the same
+//! fixed body with the same headers as the demo's (`Content-Type`, an
+//! `X-Request-Id` made up the same way, `Cache-Control: no-store`), so the
+//! two can be compared on equal work. Not part of the product.
 //!
 //! `cargo run --release --example plain_tokio -- 127.0.0.1:3200`
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -21,9 +25,26 @@ fn json(status: StatusCode, v: serde_json::Value) -> Response<Full<Bytes>> {
     r
 }
 
+/// The demo's `FIXED_BODY` (src/lib.rs).
+const FIXED_BODY: &str = r#"{"message":"Hello, World!"}"#;
+static NEXT_REQUEST: AtomicU64 = AtomicU64::new(0);
+
+/// `GET /fixed` as the demo answers it: the body, its type, and the two
+/// headers corepool puts on every answer.
+fn fixed() -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(FIXED_BODY.as_bytes())));
+    let n = NEXT_REQUEST.fetch_add(1, Ordering::Relaxed);
+    let h = r.headers_mut();
+    h.insert("content-type", http::HeaderValue::from_static("application/json"));
+    h.insert("x-request-id", http::HeaderValue::try_from(format!("0-{}-{n}", std::process::id())).expect("ascii"));
+    h.insert("cache-control", http::HeaderValue::from_static("no-store"));
+    r
+}
+
 async fn handle(req: Request<Incoming>, started: Instant) -> Result<Response<Full<Bytes>>, Infallible> {
     Ok(match req.uri().path() {
         "/" => json(StatusCode::OK, serde_json::json!({"service": "plain-tokio", "pid": std::process::id(), "uptime_s": started.elapsed().as_secs_f64()})),
+        "/fixed" => fixed(),
         "/compute" => {
             let n = req.uri().query().and_then(|q| q.strip_prefix("n=")).and_then(|v| v.parse::<u64>().ok());
             match n {

@@ -20,7 +20,7 @@ use corepool::pool::{Cancel, JobError};
 use corepool::redis::RateLimit;
 use corepool::section::InvalidSetting;
 use corepool::{Ctx, Settings};
-use http::header::{HeaderValue, CACHE_CONTROL};
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use serde::{Deserialize, Serialize};
 
 use crate::jobs::{HashAlg, PasswordError};
@@ -116,6 +116,7 @@ impl corepool::Section for PasswordConfig {
 pub fn routes() -> Router {
     Router::new()
         .route("/", get(index))
+        .route("/fixed", get(fixed))
         .route("/compute", get(compute))
         .route("/ws/echo", get(live::echo))
         .route("/events", get(live::events))
@@ -128,6 +129,18 @@ pub fn routes() -> Router {
 /// `GET /`: which instance answered, and its counters (corepool's identity).
 async fn index(ctx: Ctx) -> Result<Response, ApiError> {
     json(&ctx.identity())
+}
+
+/// The body of `GET /fixed`.
+pub const FIXED_BODY: &str = r#"{"message":"Hello, World!"}"#;
+
+/// `GET /fixed`: a fixed small JSON body and no other work, the benchmarks'
+/// route for comparing frameworks on equal work (`examples/plain_tokio.rs`
+/// answers the same bytes with the same headers).
+async fn fixed() -> Response {
+    let mut r = Response::new(FIXED_BODY.into());
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
 }
 
 /// `GET /compute?n=N`: the sum of `0..N` on the pool.

@@ -38,6 +38,20 @@ fn standalone_bind_serves_identity_json() {
     assert!(s.get("/").header("x-request-id").unwrap().starts_with(&format!("1-{}-", s.pid())));
 }
 
+/// `GET /fixed`: the benchmarks' equal-work route, the same bytes every time
+/// (examples/plain_tokio.rs answers them too).
+#[test]
+fn fixed_answers_the_same_small_json_body() {
+    let s = Server::start(&[]);
+    let r = s.get("/fixed");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    assert!(r.header("x-request-id").is_some());
+    assert_eq!(r.body, corepool_demo::FIXED_BODY);
+    assert_eq!(r.body, r#"{"message":"Hello, World!"}"#);
+}
+
 /// `corepool healthcheck URL` (the container image's HEALTHCHECK): 0 on a
 /// 200, 1 with the reason on anything else.
 #[test]
