@@ -8,6 +8,7 @@ journal.json and summary.json. Exits 1 when a check failed.
 """
 
 import argparse
+import collections
 import json
 import os
 import subprocess
@@ -185,12 +186,21 @@ def main():
 
     requests = [json.loads(line) for line in open(reqs) if line.strip()]
     rc, text = lab.ct(lab.front, "cat", "/var/tmp/chaos-access.log", timeout=60)
-    access = check.parse_access_log(text, {v: k for k, v in lab.ip.items()})
+    access = check.parse_access_log(text, {v: k for k, v in lab.ip.items()}, lab.front)
     with open(os.path.join(args.out, "nginx-access.log"), "w") as f:
         f.write(text)
     rc, text = lab.ct(lab.front, "cat", "/var/log/nginx/error.log", timeout=60)
     with open(os.path.join(args.out, "nginx-error.log"), "w") as f:
         f.write(text)
+    # Every request's instance: the one nginx's log names last for its id.
+    for q in requests:
+        tries = access.get(q["id"], (None, [], 0))[1]
+        if tries:
+            q["inst"] = "%s/%s" % tries[-1][:2]
+            q["tries"] = len(tries)
+    with open(reqs, "w") as f:
+        for q in requests:
+            f.write(json.dumps(q) + "\n")
     by_kind, losses, req_problems = check.account(requests, records, access)
     problems += req_problems
     band_rows, band_problems = check.bands(first, last, samples)
@@ -208,7 +218,8 @@ def main():
         k["scheduled"] += 1
         k["skipped" if r.get("skipped") else "applied" if r.get("ok") else "failed"] += 1
     summary = {"seed": args.seed, "schedule": args.schedule, "seconds": args.seconds, "started": t_start, "faults": applied,
-               "requests": by_kind, "losses": losses, "bands": band_rows,
+               "requests": by_kind, "answered_by": dict(sorted(collections.Counter(
+                   q.get("inst", "?") for q in requests if q["status"] == 200).items())), "losses": losses, "bands": band_rows,
                "journal_errors": len(journal), "journal_unexplained": len(unexplained),
                "problems": problems, "passed": not problems}
     for file, doc in (("faults.json", records), ("journal.json", journal), ("summary.json", summary)):
@@ -225,6 +236,7 @@ def main():
     for k, v in sorted(by_kind.items()):
         print("  %-7s %-4s %6d  status %s  p50 %.1f ms  p99 %.1f ms  max %.1f ms  (client retries on a closed kept-alive connection: %d)"
               % (k, v["method"], v["total"], v["status"], v["p50_ms"], v["p99_ms"], v["max_ms"], v.get("client_retries", 0)))
+    print("== answered by: " + ", ".join("%s %d" % kv for kv in summary["answered_by"].items()))
     print("== POSTs lost: %d, each explained by: %s" % (len(losses), "; ".join(
         "%s -> %s" % (x["id"], ", ".join(x["explained_by"]) or "NOTHING") for x in losses) or "-"))
     print("== RSS / fds (start -> end, max; band: +%d kB or +%d%%, +%d fds)"

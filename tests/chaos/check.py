@@ -79,8 +79,9 @@ def lossy_faults_for(records, host, inst, t0, t1):
     return found
 
 
-def parse_access_log(text, ip_to_host, port_base=7000):
-    """nginx's chaos log: request id -> (status, [(host, instance, upstream status)], times logged)."""
+def parse_access_log(text, ip_to_host, local, port_base=7000):
+    """nginx's chaos log: request id -> (status, [(host, instance, upstream status)], times logged).
+    A unix socket upstream is an instance of LOCAL, the front itself."""
     out = {}
     for line in text.splitlines():
         w = line.split(" ", 3)
@@ -94,7 +95,7 @@ def parse_access_log(text, ip_to_host, port_base=7000):
             if ip in ip_to_host and port.isdigit():
                 tries.append((ip_to_host[ip], int(port) - port_base, st))
             elif a.startswith("unix:"):
-                tries.append(("local", a.rsplit("/", 1)[-1].split(".")[0], st))
+                tries.append((local, int(a.rsplit("/", 1)[-1].split(".")[0]), st))
         # A request id logged twice reached nginx twice (a client's retry).
         prev = out.get(rid)
         out[rid] = (status, tries, (prev[2] + 1) if prev else 1)

@@ -74,12 +74,20 @@ class Lab:
         rc, out = self.ct(host, "systemctl", "show", "-p", "MainPID", "--value", "%s@%d.service" % (self.service, i))
         return out if rc == 0 else "0"
 
+    def wait_up(self, host, seconds=180):
+        """Until HOST is on again (a fault that slipped may overlap its power-off)."""
+        deadline = time.time() + seconds
+        while host in self.down and time.time() < deadline:
+            time.sleep(0.5)
+
     def wait_ready(self, host, seconds=60):
-        """Every instance of HOST answers /readyz on its socket."""
+        """Every enabled instance of HOST answers /readyz on its socket."""
         deadline = time.time() + seconds
         while time.time() < deadline:
-            ok = all(self.ct(host, "curl", "-sf", "-o", "/dev/null", "--max-time", "2", "--unix-socket",
-                             "/run/%s/%d.sock" % (self.service, i), "http://x/readyz")[0] == 0 for i in range(self.ncpu))
+            enabled = [i for i in range(self.ncpu)
+                       if self.ct(host, "systemctl", "is-enabled", "-q", "%s@%d.socket" % (self.service, i))[0] == 0]
+            ok = enabled and all(self.ct(host, "curl", "-sf", "-o", "/dev/null", "--max-time", "2", "--unix-socket",
+                                         "/run/%s/%d.sock" % (self.service, i), "http://x/readyz")[0] == 0 for i in enabled)
             if ok:
                 return True
             time.sleep(0.5)
@@ -149,6 +157,7 @@ def apply(lab, f, rec):
     elif kind == "scale":
         rc, out = lab.ct(host, svc, "scale", "1")
         time.sleep(f["duration"])
+        lab.wait_up(host)
         rc2, out2 = lab.ct(host, svc, "scale", "max")
         rec.update(ok=rc == 0 and rc2 == 0, detail=(out[-200:] + " | " + out2[-200:]))
     elif kind == "upgrade":
@@ -166,6 +175,7 @@ def apply(lab, f, rec):
         rc, out = lab.sh(host, "cat /dev/zero > %s 2>/dev/null || true; df -h %s | tail -n1" % (fill, path))
         rec["detail"] = "full: " + out
         time.sleep(f["duration"])
+        lab.wait_up(host)
         rc, _ = lab.ct(host, "rm", "-f", fill)
         rec.update(ok=rc == 0)
     else:

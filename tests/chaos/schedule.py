@@ -43,6 +43,11 @@ KINDS = {
     "partition": (1, "host_exclusive", (3, 12)),
     "disk_full": (1, "disk", (8, 20)),
 }
+# How long a fault without a duration keeps its host busy, about: a host is
+# not switched off under one (nor one started on a host that will be off
+# before it ends), so that what it changed is undone (the soak found a
+# scale-down left in place by a power-off in the middle of it).
+BUSY_S = {"upgrade": 30, "reload_all": 15, "reload_one": 8, "kill9": 5, "sigstop": 15, "memory": 10}
 # Host-level faults of the three-host layout only (one host is its own front).
 THREE_HOST_ONLY = {"drain", "poweroff", "partition"}
 
@@ -55,18 +60,22 @@ def generate(seed, seconds, hosts, ncpu, upgrades_per_host, disks):
     rng = random.Random(seed)
     kinds = [k for k in KINDS if len(hosts) > 1 or k not in THREE_HOST_ONLY]
     upgrades = {h: 0 for h in hosts}
-    # (start, end, host): host-level impairments, switched-off hosts, scale-downs.
-    impaired, off, scaled = [], [], []
+    # (start, end, host): host-level impairments, switched-off hosts,
+    # scale-downs, and every fault's time on its host.
+    impaired, off, scaled, busy = [], [], [], []
 
-    def during(spans, t, host=None):
-        return any(s <= t <= e for s, e, h in spans if host is None or h == host)
+    def during(spans, t, host=None, end=None):
+        end = t if end is None else end
+        return any(s <= end and t <= e for s, e, h in spans if host is None or h == host)
 
     def place(kind, t):
         """The fault KIND at T, or None where it does not fit now."""
         _, aim, span = KINDS[kind]
         duration = round(rng.uniform(*span), 1) if span else None
         end = t + (duration or 0) + (BOOT_ALLOWANCE_S if kind == "poweroff" else 0)
-        up = [h for h in hosts if not during(off, t, h)]
+        busy_end = t + (duration or 0) + BUSY_S.get(kind, 0)
+        # Hosts that stay on while this fault lasts.
+        up = [h for h in hosts if not during(off, t, h, busy_end)]
         if end > seconds - SETTLE_S or not up:
             return None
         f = {"t": round(t, 1), "kind": kind}
@@ -92,6 +101,10 @@ def generate(seed, seconds, hosts, ncpu, upgrades_per_host, disks):
             # One host impaired at a time, and 2 s between two such faults.
             if any(s <= t <= e + 2 for s, e, _ in impaired):
                 return None
+            if kind == "poweroff":
+                up = [h for h in up if not during(busy, t, h, end)]
+                if not up:
+                    return None
             host = f["target"] = rng.choice(up)
             impaired.append((t, end, host))
             if kind == "poweroff":
@@ -100,6 +113,7 @@ def generate(seed, seconds, hosts, ncpu, upgrades_per_host, disks):
             f["target"] = rng.choice([d for d in disks if d.split(":")[0] not in set(hosts) - set(up)])
         else:
             f["target"] = "front"
+        busy.append((t, busy_end, f["target"].split("/")[0].split(":")[0]))
         return f
 
     faults = []
