@@ -41,6 +41,50 @@ def n0(v):
     return f"{v:,.0f}"
 
 
+def open_section(w, rows, key, groups, labels, svg_name, title, hvals, heading="## O"):
+    """The open-loop rows: a table per group (stack or variant) and a plot of
+    p99 against the offered rate, idle and loaded."""
+    def sel(g, rate, load, client):
+        return [x for x in rows if key(x) == g and x["rate"] == rate and x["load"] == load and x["client"] == client]
+    def p99(xs):
+        return med([x["oha"]["p99_us"] / 1000 for x in xs])
+    ms = lambda v: f"{v:.2f}"
+    w(f"{heading}: open loop, light `GET /` at a fixed rate (p99 ms)\n")
+    w("oha `-q RATE --latency-correction -c 64` (each request's latency counted from when it was due, "
+      "whatever the server was doing): idle, and while 16 heavy `/compute` connections saturate the pools "
+      "(\"loaded\"); at 2,000 req/s and at 25 % and 50 % of corepool's idle light capacity measured in the "
+      "same run. \"client rt\": the same with oha under `chrt -f 1`, so it runs as soon as it wakes; "
+      "the difference is the client's own wait for a CPU on these shared cores. A rate not sustained "
+      "(< 99 % delivered, or errors) is marked \"not sustained\".\n")
+    w("| stack | offered req/s | idle p50 / p99 | loaded p50 / p99 | loaded / idle p99 (≤ 1.5) | client rt: idle p99 | client rt: loaded p99 | client rt: ratio | heavy tasks/s while loaded (ratio to H, ≥ 0.9) |")
+    w("|---|---|---|---|---|---|---|---|---|")
+    series = {}
+    for g in groups:
+        rates = sorted({x["rate"] for x in rows if key(x) == g})
+        for rate in rates:
+            lab = next(x["label"] for x in rows if key(x) == g and x["rate"] == rate)
+            i, l = sel(g, rate, "idle", "normal"), sel(g, rate, "loaded", "normal")
+            ri, rl = sel(g, rate, "idle", "rt"), sel(g, rate, "loaded", "rt")
+            if not (i and l):
+                continue
+            def cell(xs):
+                c = f"{ms(med([x['oha']['p50_us'] / 1000 for x in xs]))} / {ms(p99(xs))} ({spread([x['oha']['p99_us'] / 1000 for x in xs], ms)})"
+                return c if all(x["oha"]["sustained"] for x in xs) else c + ", not sustained"
+            heavy = [x["heavy"]["rps"] for x in l + rl if "heavy" in x]
+            hv = hvals.get(g)
+            hcell = f"{med(heavy):.1f} ({med(heavy) / hv:.2f})" if heavy and hv else "-"
+            rcells = [ms(p99(ri)) if ri else "-", ms(p99(rl)) if rl else "-", f"{p99(rl) / p99(ri):.2f}" if ri and rl else "-"]
+            w(f"| {labels.get(g, g)} | {rate:,}{'' if lab == 'absolute' else f' ({lab})'} | {cell(i)} | {cell(l)} | {p99(l) / p99(i):.2f} | "
+              + " | ".join(rcells) + f" | {hcell} |")
+            for load, xs in (("idle", i), ("loaded", l)):
+                series.setdefault(f"{SHORT.get(g, g)}, {load}", []).append((rate, p99(xs)))
+    w("")
+    if series:
+        svg.line_chart(DOCS / svg_name, title, "offered rate, req/s (log)", "p99 ms (log)",
+                       {k: sorted(v) for k, v in series.items()}, logx=True, logy=True)
+        w(f"![open loop]({svg_name})\n")
+
+
 def main(path):
     doc = json.load(open(path))
     s = doc["samples"]
@@ -96,6 +140,42 @@ def main(path):
                    {SHORT[st]: [(c, med(pick("light", st, "rps", conns=c))) for c in conns]
                     for st in STACKS + ["proxy_ceiling"]}, logx=True, xticks=conns)
     w("![L throughput](bench-light-throughput.svg)\n")
+
+    # ---- L on equal work: GET /fixed ----
+    fconns = sorted({x["conns"] for x in s if x["kind"] == "light_fixed"})
+    if fconns:
+        fst = ["corepool", "plain", "proxy_ceiling"]
+        w("### L on equal work: `GET /fixed` through nginx (requests/s; latency µs)\n")
+        w("The same fixed JSON body with the same headers (`Content-Type`, `X-Request-Id`, "
+          "`Cache-Control: no-store`) from corepool's demo and from plain tokio (`examples/plain_tokio.rs`), "
+          "so the two frameworks do the same work; the proxy ceiling answers its own fixed body.\n")
+        w("| stack | " + " | ".join(f"c={c} req/s | c={c} p99" for c in fconns) + " |")
+        w("|---|" + "---|" * (2 * len(fconns)))
+        for st in fst:
+            cells = []
+            for c in fconns:
+                rps = pick("light_fixed", st, "rps", conns=c)
+                cells += [f"{n0(med(rps))} ({spread(rps, n0)})", n0(med(pick("light_fixed", st, "p99_us", conns=c)))]
+            w(f"| {LABEL[st]} | " + " | ".join(cells) + " |")
+        w("")
+        w("| ratio (medians) | " + " | ".join(f"c={c}" for c in fconns) + " | target |")
+        w("|---|" + "---|" * len(fconns) + "---|")
+        w("| corepool / nginx proxy ceiling | " + " | ".join(f"{lr('corepool', 'proxy_ceiling', c, 'light_fixed'):.2f}" for c in fconns) + " | ≥ 0.85 |")
+        w("| corepool / plain tokio | " + " | ".join(f"{lr('corepool', 'plain', c, 'light_fixed'):.2f}" for c in fconns) + " | ≥ 1.1 |")
+        w("")
+        dfc = sorted({x["conns"] for x in s if x["kind"] == "light_direct_fixed"})
+        if dfc:
+            w("Direct (no nginx), `GET /fixed`:\n")
+            w("| stack | " + " | ".join(f"c={c} req/s | c={c} p99 µs" for c in dfc) + " |")
+            w("|---|" + "---|" * (2 * len(dfc)))
+            for st in ("corepool", "plain"):
+                cells = []
+                for c in dfc:
+                    rps = pick("light_direct_fixed", st, "rps", conns=c)
+                    cells += [f"{n0(med(rps))} ({spread(rps, n0)})", n0(med(pick("light_direct_fixed", st, "p99_us", conns=c)))]
+                w(f"| {LABEL[st]} | " + " | ".join(cells) + " |")
+            w("| corepool / plain tokio, req/s (target ≥ 1.1) | " + " | ".join(f"{lr('corepool', 'plain', c, 'light_direct_fixed'):.2f} | " for c in dfc) + " |")
+            w("")
 
     dconns = sorted({x["conns"] for x in s if x["kind"] == "light_direct"})
     if dconns:
@@ -187,6 +267,12 @@ def main(path):
                   f"{med(mh[st]) / hvals[st]:.2f} |")
         w("")
 
+    # ---- O: open loop ----
+    op = [x for x in s if x["kind"] == "open"]
+    if op:
+        open_section(w, op, lambda x: x["stack"], [st for st in STACKS if any(x["stack"] == st for x in op)],
+                     LABEL, "bench-open-loop.svg", "O: light GET / through nginx, open loop (oha)", hvals)
+
     # ---- W: with and without workers ----
     wst = [("corepool", "corepool (pool)"), ("corepool_inline", "corepool, loop inline on the event loop"),
            ("node", "Node + workerpool"), ("node_naive", "Node, naive (loop on the event loop)")]
@@ -245,6 +331,22 @@ def main(path):
             w(f"| {VDESC.get(v, v)} | {i99 / 1000:.2f} | {n0(irps)} | {n0(lrps)} ({lrps / ceil:.2f} of {n0(ceil)}) | {hr:.1f} | {m99 / 1000:.2f} ({m99 / i99:.1f}) | "
               f"{n0(mrps)} ({mrps / irps:.2f}) | {mh:.1f} ({mh / hr:.2f}) | {shv:.1f} ({shv / hr:.2f}) | {n0(slr)} |")
         w("")
+
+    shf = [x for x in sh if x["load"] == "L_fixed"]
+    if shf:
+        w("As shipped, equal work: light `GET /fixed` (64 connections) against the same nginx's ceiling.\n")
+        w("| configuration | L `/` req/s | L `/fixed` req/s | `/fixed` / ceiling (≥ 0.8) |")
+        w("|---|---|---|---|")
+        for v in variants:
+            lf, ceil = med(sv(v, "L_fixed", "rps")), med(sv(v, "ceiling", "rps"))
+            w(f"| {VDESC.get(v, v)} | {n0(med(sv(v, 'L', 'rps')))} | {n0(lf)} ({spread(sv(v, 'L_fixed', 'rps'), n0)}) | {lf / ceil:.2f} of {n0(ceil)} |")
+        w("")
+    sop = [x for x in s if x["kind"] == "shipped_open"]
+    if sop:
+        shh = {x["variant"]: med(sv(x["variant"], "H", "rps")) for x in sop}
+        open_section(w, sop, lambda x: x["variant"], list(dict.fromkeys(x["variant"] for x in sop)),
+                     {v: f"as shipped ({v})" for v in shh}, "bench-shipped-open-loop.svg",
+                     "O as shipped: light GET / through the packaged site, open loop (oha)", shh, heading="### O as shipped")
 
     # ---- request timeline ----
     tl = [x for x in s if x["kind"] == "timeline"]
