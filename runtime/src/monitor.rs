@@ -56,7 +56,8 @@ pub(crate) async fn monitor(state: Arc<State>, notifier: Notifier, limit: Arc<Se
         let dt = now.duration_since(last.0).as_secs_f64();
         if dt >= 0.9 {
             let rate = (total - last.1) as f64 / dt;
-            if total == last.1 && total != trimmed_at {
+            // Idle: nothing finished in the last second and nothing in flight.
+            if total == last.1 && total != trimmed_at && state.metrics.in_flight.get() == 0 {
                 trimmed_at = total;
                 tokio::task::spawn_blocking(trim_heap);
             }
@@ -85,7 +86,8 @@ pub(crate) async fn monitor(state: Arc<State>, notifier: Notifier, limit: Arc<Se
 /// Gives the heap's free pages back to the system, once a load is over:
 /// glibc keeps what a burst of requests freed (connection buffers, bodies)
 /// mapped, about half a megabyte after a warm-up of 64 connections, until
-/// asked. Run after a second without requests, off the event loop (it takes
+/// asked. Run after a second in which no request finished and none is in
+/// flight (a pool busy with long jobs is left alone), off the event loop (it takes
 /// the allocator's locks for a moment); the next request that needs the
 /// memory maps it again.
 fn trim_heap() {
