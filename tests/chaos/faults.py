@@ -114,23 +114,17 @@ def apply(lab, f, rec):
     if host in lab.hosts and host in lab.down:
         rec.update(ok=True, skipped="host %s is switched off" % host)
         return
-    if kind == "kill9":
+    if kind in ("kill9", "sigstop", "memory"):
         i = int(inst)
-        pid = lab.main_pid(host, i)
-        rec["pid"] = pid
+        pid = rec["pid"] = lab.main_pid(host, i)
         if pid in ("0", ""):
             rec.update(ok=True, skipped="instance not running")
             return
+    if kind == "kill9":
         lab.ct(host, "kill", "-9", pid)
         new = wait_new_pid(lab, host, i, pid, 20)
         rec.update(ok=new is not None, detail="pid %s -> %s" % (pid, new))
     elif kind == "sigstop":
-        i = int(inst)
-        pid = lab.main_pid(host, i)
-        rec["pid"] = pid
-        if pid in ("0", ""):
-            rec.update(ok=True, skipped="instance not running")
-            return
         lab.ct(host, "kill", "-STOP", pid)
         # The unit's watchdog (WatchdogSec=5s) must replace it.
         new = wait_new_pid(lab, host, i, pid, 30)
@@ -138,12 +132,6 @@ def apply(lab, f, rec):
             lab.ct(host, "kill", "-CONT", pid)
         rec.update(ok=new is not None, detail="hung pid %s -> %s (watchdog)" % (pid, new))
     elif kind == "memory":
-        i = int(inst)
-        pid = lab.main_pid(host, i)
-        rec["pid"] = pid
-        if pid in ("0", ""):
-            rec.update(ok=True, skipped="instance not running")
-            return
         rc, out = lab.ct(host, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "30", "-X", "POST",
                          "--unix-socket", "/run/%s/%d.sock" % (svc, i), "http://x/debug/alloc?mb=1024&ms=2000")
         new = wait_new_pid(lab, host, i, pid, 20)
