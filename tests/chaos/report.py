@@ -53,9 +53,15 @@ def main(dirs):
     print()
     for s in soaks:
         losses = s["losses"]
-        print("- %s: %d POSTs lost%s" % (name(s), len(losses), ": " + "; ".join(
-            "%s (HTTP %s via %s) by %s" % (x["id"], x["status"] or "none", ", ".join(x["upstream"]) or "-",
-                                           ", ".join(x["explained_by"]) or "NOTHING") for x in losses) if losses else ""))
+        # By the kind of the fault that explains each (the first, where several do).
+        by = {}
+        for x in losses:
+            k = x["explained_by"][0].split()[1] if x["explained_by"] else "UNEXPLAINED"
+            by[k] = by.get(k, 0) + 1
+        print("- %s: %d POSTs lost, in flight on an instance or host hit by: %s%s" % (
+            name(s), len(losses), ", ".join("%s %d" % kv for kv in sorted(by.items())) or "-",
+            "".join("; unexplained: %s (HTTP %s via %s)" % (x["id"], x["status"] or "none", ", ".join(x["upstream"]) or "-")
+                    for x in losses if not x["explained_by"])))
     print()
     print("| RSS kB / open fds, start → end (max) | " + " | ".join(name(s) for s in soaks) + " |")
     print("|---|" + "---|" * len(soaks))
