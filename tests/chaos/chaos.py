@@ -242,8 +242,9 @@ def main():
     print("== RSS / fds (start -> end, max; band: +%d kB or +%d%%, +%d fds)"
           % (check.RSS_BAND_KB, 100 * check.RSS_BAND_RATIO, check.FD_BAND))
     for r in band_rows:
-        print("  %-40s rss %s -> %s kB (max %s), fds %s -> %s (max %s)" % (
-            r["what"], r["rss_kb_start"], r["rss_kb_end"], r["rss_kb_max"], r["fds_start"], r["fds_end"], r["fds_max"]))
+        print("  %-40s rss %s -> %s kB (max %s), fds %s -> %s (max %s)%s" % (
+            r["what"], r["rss_kb_start"], r["rss_kb_end"], r["rss_kb_max"], r["fds_start"], r["fds_end"], r["fds_max"],
+            ", private %s -> %s kB (max %s)" % (r["anon_kb_start"], r["anon_kb_end"], r["anon_kb_max"]) if "anon_kb_start" in r else ""))
     print("== journal: %d error lines, %d unexplained" % (len(journal), len(unexplained)))
     if problems:
         print("== %s FAILED:" % name)
