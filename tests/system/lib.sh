@@ -319,8 +319,18 @@ expect_purged() {
     shift 2
     ct_sh "$c" "DEBIAN_FRONTEND=noninteractive apt-get purge -y -q $name" >"$WORK/purge.log" 2>&1 ||
         { tail -n 20 "$WORK/purge.log"; fail "purge failed"; }
-    [[ -z $(ct "$c" systemctl list-units --all --plain --no-legend "$name*") ]] ||
-        fail "$name units left: $(ct "$c" systemctl list-units --all --plain --no-legend "$name*")"
+    # systemd unloads a unit whose file is gone once nothing refers to it any
+    # more (a job still running, a start a scraper's connection asked for
+    # while apt removed it): up to 10 s for that, then whatever is left fails.
+    # (Seen once in a full run, right after the Prometheus tests: the units
+    # "not-found inactive dead" at once, gone in an isolated run.)
+    local left="" k
+    for ((k = 0; k < 50; k++)); do
+        left=$(ct "$c" systemctl list-units --all --plain --no-legend "$name*")
+        [[ -z $left ]] && break
+        sleep 0.2
+    done
+    [[ -z $left ]] || fail "$name units left: $left"
     [[ -z $(ct_sh "$c" "ls /usr/lib/systemd/system/ /etc/systemd/system/ | grep $name || true") ]] || fail "$name unit files left"
     ct "$c" getent passwd "$name" >/dev/null && fail "$name user left"
     ct "$c" getent group "$name" >/dev/null && fail "$name group left"
