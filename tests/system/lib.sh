@@ -117,14 +117,63 @@ ct_create() {
     fi
 }
 
+# ct_cgroups NAME: the cgroups (one per hierarchy systemd uses: the unified
+# one, and name=systemd on a v1 or hybrid host) container NAME runs in. With
+# --keep-unit --register=no nspawn keeps the cgroup it was started in and
+# gives the container's systemd that subtree as its root: containers started
+# from one shell would share one, and their systemds the same unit cgroups
+# (app2's corepool@0.socket failed to start at a boot with "Failed to join
+# unit cgroup /system.slice/system-corepool.slice/corepool@0.socket: No such
+# file or directory": app1's systemd had removed the directory they shared).
+# Keyed by $WORK too, so runs side by side with the same names stay apart.
+ct_cgroups() {
+    local mnt line own
+    for mnt in /sys/fs/cgroup /sys/fs/cgroup/unified /sys/fs/cgroup/systemd; do
+        case $(stat -f -c %T "$mnt" 2>/dev/null) in
+            cgroup2fs) line=0:: ;;
+            cgroupfs) line=name=systemd: ;; # only /sys/fs/cgroup/systemd of these
+            *) continue ;;
+        esac
+        own=$(sed -n "s/^[0-9]*:$line//p" /proc/self/cgroup)
+        printf '%s%s/corepool-test%s/%s\n' "$mnt" "${own%/}" "${WORK//\//_}" "$1"
+    done
+}
+
+# ct_cgroup_enter NAME: moves this shell into container NAME's cgroups.
+ct_cgroup_enter() {
+    local cg
+    while read -r cg; do
+        { mkdir -p "$cg" && echo "$BASHPID" >"$cg/cgroup.procs"; } || die "cannot make cgroup $cg for container $1"
+    done < <(ct_cgroups "$1")
+}
+
+# ct_cgroup_remove NAME: removes container NAME's cgroups (and what nspawn
+# and the container's systemd left below them) once they are empty: the last
+# processes may take a moment to leave after nspawn has exited. Then the
+# run's directory, when it is the last.
+ct_cgroup_remove() {
+    local cg i
+    while read -r cg; do
+        for ((i = 0; i < 50; i++)); do
+            [[ -d $cg ]] || break
+            find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null || sleep 0.1
+        done
+        [[ -d $cg ]] && log "cgroup $cg of container $1 is still there (processes left in it?)"
+        rmdir "${cg%/*}" 2>/dev/null || true
+    done < <(ct_cgroups "$1")
+}
+
 # ct_boot NAME [NETWORK]: boots the container and waits for systemd to finish
 # starting. NETWORK is nspawn's network option (default --private-network: no
 # network but loopback; the scale-out test gives each container a namespace of
 # the network it builds with --network-namespace-path=).
 ct_boot() {
     local name=$1 dir="$WORK/$1" network=${2:---private-network}
-    systemd-nspawn -D "$dir" --register=no --keep-unit -b --console=passive "$network" \
-        -M "$name" >"$WORK/$name.console" 2>&1 &
+    # In a cgroup of its own (ct_cgroup), then nspawn, in the same process.
+    (
+        ct_cgroup_enter "$name"
+        exec systemd-nspawn -D "$dir" --register=no --keep-unit -b --console=passive "$network" -M "$name"
+    ) >"$WORK/$name.console" 2>&1 &
     local nspawn=$!
     mkdir -p "$STATE"
     echo "$nspawn" >"$STATE/$name.nspawn-pid"
@@ -193,6 +242,7 @@ ct_poweroff() {
     # Reap it if it is our child, never with a bare `wait` (that would wait for every container).
     wait "$nspawn" 2>/dev/null || true
     rm -f "$STATE/$name.nspawn-pid" "$STATE/$name.pid"
+    ct_cgroup_remove "$name"
 }
 
 ct_destroy_all() {
