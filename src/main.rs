@@ -5,6 +5,11 @@
 use corepool_demo::{ComputeConfig, PasswordConfig};
 
 fn main() -> std::process::ExitCode {
-    let service = corepool::service!().section::<ComputeConfig>().section::<PasswordConfig>().router(corepool_demo::routes());
+    let service = corepool::service!()
+        .section::<ComputeConfig>()
+        .section::<PasswordConfig>()
+        .router(corepool_demo::routes())
+        // nginx caches /compute's answers (they say max-age); nothing else uses its cache.
+        .cacheable("/compute");
     corepool::main(service)
 }

@@ -91,6 +91,27 @@ pub fn fill(template: &str, n: &ServiceName) -> String {
     template.replace("@NAME@", n.as_str()).replace("@IDENT@", &n.ident()).replace("@PREFIX@", &n.env_prefix())
 }
 
+/// The packaged nginx site: the template filled in, with the paths the
+/// service declares cacheable (`Service::cacheable`) in the map that lets
+/// only them use the response cache.
+pub fn site(service: &Service) -> Result<String, PackageError> {
+    Ok(fill(templates::SITE, service.name()?).replace("@CACHEABLE@", &cacheable_map(service.cacheable_paths())))
+}
+
+/// The entries of site.conf's `$IDENT_not_cacheable` map: "" (cacheable)
+/// for each path and what is below it. Paths hold only `[A-Za-z0-9/._~-]`
+/// (`Service::cacheable` checks), so `.` is the one character to escape.
+fn cacheable_map(paths: &[&str]) -> String {
+    paths
+        .iter()
+        .map(|p| {
+            let re = p.replace('.', "\\.");
+            let below = if p.ends_with('/') { String::new() } else { "(/|$)".to_string() };
+            format!("    \"~^{re}{below}\" \"\";  # {p}\n")
+        })
+        .collect()
+}
+
 /// The packaged configuration file: corepool's documented settings, then
 /// each of the service's sections with its defaults.
 pub fn config_file(service: &Service) -> Result<String, PackageError> {
@@ -235,7 +256,7 @@ fn payload(service: &Service, cli: &mut clap::Command, binary: Vec<u8>, o: &Opti
         entry(format!("etc/{n}/prometheus/rules.yml"), fill(templates::RULES, &n), 0o644),
         entry(format!("usr/share/{n}/grafana/dashboard.json"), fill(templates::DASHBOARD, &n), 0o644),
         entry(format!("etc/{n}/{n}.toml"), config_file(service)?, 0o644),
-        entry(format!("etc/nginx/sites-available/{n}.conf"), fill(templates::SITE, &n), 0o644),
+        entry(format!("etc/nginx/sites-available/{n}.conf"), site(service)?, 0o644),
         entry(format!("etc/{n}/nginx/proxy.conf"), fill(templates::PROXY, &n), 0o644),
         entry(format!("etc/{n}/nginx/tls.conf"), fill(templates::TLS, &n), 0o644),
         entry(format!("etc/letsencrypt/renewal-hooks/deploy/{n}"), fill(templates::CERTBOT_HOOK, &n), 0o755),
@@ -425,8 +446,33 @@ mod tests {
             }
         }
         assert!(fill(templates::SITE, &n).contains("map $http_upgrade $my_app_connection"));
+        let plain = site(&Service::new("my-app")).unwrap();
+        assert!(!plain.contains('@') && plain.contains("map $uri $my_app_not_cacheable {\n    default 1;\n}\n"), "{plain}");
         assert!(fill(templates::SOCKET, &n).contains("ListenStream=/run/my-app/%i.sock"));
         assert!(fill(templates::SERVICE, &n).contains("User=my-app\n"));
+    }
+
+    #[test]
+    fn only_the_declared_paths_use_the_cache() {
+        let svc = Service::new("my-app").cacheable("/compute").cacheable("/static/").cacheable("/v1.2/report");
+        let s = site(&svc).unwrap();
+        let map = &s[s.find("map $uri $my_app_not_cacheable").unwrap()..];
+        let map = &map[..map.find("\n}\n").unwrap()];
+        assert_eq!(
+            map.lines().skip(1).collect::<Vec<_>>(),
+            [
+                "    default 1;",
+                r#"    "~^/compute(/|$)" "";  # /compute"#,
+                r#"    "~^/static/" "";  # /static/"#,
+                r#"    "~^/v1\.2/report(/|$)" "";  # /v1.2/report"#,
+            ]
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "Service::cacheable")]
+    fn a_cacheable_path_is_a_plain_path() {
+        let _ = Service::new("my-app").cacheable("/a|b");
     }
 
     #[test]

@@ -48,8 +48,14 @@ TLS
         printf 'include %s/proxy.conf;\n' "$D" >"$D/http.conf"
         : >"$D/https.conf"
     fi
-    # The packaged site, pointed at these files.
-    fill "$T/site.conf" | sed "s|/etc/$NAME/nginx/|$D/|g" >/etc/nginx/conf.d/app.conf
+    # The packaged site, pointed at these files, with $CACHEABLE's paths in
+    # its map of what may use the cache (as `NAME package` writes them).
+    local p entries=""
+    for p in ${CACHEABLE:-}; do
+        entries+="    \"~^${p//./\\.}$([[ $p == */ ]] || echo '(/|$)')\" \"\";  # $p"$'\n'
+    done
+    fill "$T/site.conf" | sed "s|/etc/$NAME/nginx/|$D/|g" | CACHEABLE_MAP=$entries awk '
+        $0 == "@CACHEABLE@}" { printf "%s}\n", ENVIRON["CACHEABLE_MAP"]; next } { print }' >/etc/nginx/conf.d/app.conf
 }
 
 # Streams (WebSockets, SSE) hold connections for as long as they are open;

@@ -53,11 +53,12 @@ pub struct Service {
     info: PackageInfo,
     sections: Vec<SectionSpec>,
     router: Router,
+    cacheable: Vec<&'static str>,
 }
 
 impl std::fmt::Debug for Service {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Service").field("name", &self.name).field("sections", &self.sections).finish()
+        f.debug_struct("Service").field("name", &self.name).field("sections", &self.sections).field("cacheable", &self.cacheable).finish()
     }
 }
 
@@ -65,7 +66,7 @@ impl Service {
     /// A service called `name` (usually its binary's: `env!("CARGO_BIN_NAME")`).
     /// An invalid name is reported when the binary runs, before anything else.
     pub fn new(name: &str) -> Service {
-        let s = Service { name: ServiceName::new(name), info: PackageInfo::default(), sections: Vec::new(), router: Router::new() };
+        let s = Service { name: ServiceName::new(name), info: PackageInfo::default(), sections: Vec::new(), router: Router::new(), cacheable: Vec::new() };
         // Every service built with Redis has its sections (empty url: none).
         #[cfg(feature = "redis")]
         let s = s.section::<crate::redis::config::RedisConfig>().section::<crate::redis::config::SessionConfig>();
@@ -102,6 +103,35 @@ impl Service {
     {
         self.router = self.router.fallback_service(svc);
         self
+    }
+
+    /// Lets the packaged nginx site cache answers under `path`: the path
+    /// itself and everything below it (`/report` covers `/report` and
+    /// `/report/7`, not `/reports`). Only these requests are looked up in the
+    /// response cache, stored in it (when their answer says `max-age` or
+    /// `s-maxage`) and wait for its lock, so that N identical requests for an
+    /// entry not cached yet cost one handler call; every other request goes
+    /// straight to an instance (`X-Cache-Status: BYPASS`), which spares it
+    /// the lookup and the lock: behind the lock, concurrent identical
+    /// requests for an answer that turns out not to be cacheable wait for
+    /// each other in 500 ms steps. Called again, the paths add up.
+    ///
+    /// # Panics
+    /// When `path` does not start with `/` or holds anything but letters,
+    /// digits and `/ . _ ~ -` (as axum panics on a malformed route): a
+    /// mistake in the program, found when it starts.
+    pub fn cacheable(mut self, path: &'static str) -> Service {
+        let ok = path.starts_with('/') && path.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._~-".contains(&b));
+        assert!(ok, "Service::cacheable({path:?}): a path starts with `/` and holds only letters, digits and `/ . _ ~ -`");
+        if !self.cacheable.contains(&path) {
+            self.cacheable.push(path);
+        }
+        self
+    }
+
+    /// The paths nginx may cache ([`Service::cacheable`]).
+    pub fn cacheable_paths(&self) -> &[&'static str] {
+        &self.cacheable
     }
 
     /// The service's name, or why it is not valid.

@@ -120,15 +120,22 @@ test_identical_heavy_requests_cost_one_pool_job() {
     expect_eq "$(sort -u "$WORK/burst2.codes")" "200 HIT" "second round: statuses and cache"
     expect_eq "$((after - mid))" 0 "pool jobs for the second round"
     ct app cmp -s /var/tmp/burst1.1 /var/tmp/burst2.7 || fail "the cached body differs from the computed one"
-    # Health, readiness, status and metrics: never from the cache.
+    # Health, readiness, status and metrics: never from the cache; the
+    # first three (proxied, not declared cacheable) not even looked up.
     local path k status
     for path in /healthz /readyz / /metrics; do
         for k in 1 2 3; do
             status=$(ct app curl -s -o /dev/null -w '%{http_code} %header{x-cache-status} %header{cache-control}' "${MIXED_CURL[@]}" "$MIXED_BASE$path")
             [[ $status == *HIT* ]] && fail "$path answered from the cache: $status"
             [[ $status == *no-store* ]] || fail "$path is not no-store: $status"
+            [[ $path == /metrics || $status == *BYPASS* ]] || fail "$path used the cache (not declared cacheable): $status"
         done
     done
+    # 20 identical uncacheable GETs at once: none waits for the cache's lock
+    # (behind it they took 500 ms steps; here each is a plain proxied request).
+    url_cfg 20 "$MIXED_BASE/" /var/tmp/burst3
+    same_url 20 >"$WORK/burst3.codes"
+    expect_eq "$(sort "$WORK/burst3.codes" | uniq -c | tr -s ' ')" " 20 200 BYPASS" "20 identical uncacheable GETs: statuses and cache"
     true
 }
 

@@ -71,6 +71,9 @@ fn naive_fib(n: u32, cancel: &corepool::pool::Cancel) -> Option<u64> {
 }
 
 /// The service: its name (the binary's), its section and its routes.
+/// (The packaged nginx caches answers only under the paths given to
+/// `.cacheable("/path")`, and there only those that say
+/// `Cache-Control: max-age=N`.)
 fn service() -> corepool::Service {
     let routes = Router::new().route("/hello/{name}", get(hello)).route("/fib/{n}", get(fib));
     corepool::service!().section::<Greeting>().router(routes)
