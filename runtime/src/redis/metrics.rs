@@ -6,7 +6,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
 /// `kind`: why a command failed (`timeout`, `connection`, `unavailable`, `server`).
@@ -39,7 +39,7 @@ impl Default for RedisMetrics {
         RedisMetrics {
             connected: Gauge::default(),
             // 50µs .. ~3.3s
-            duration: Histogram::new(exponential_buckets(0.00005, 2.5, 13)),
+            duration: Histogram::new(crate::metrics::buckets(0.00005, 2.5, 13)),
             errors: Family::default(),
             reconnects: Counter::default(),
             published: Counter::default(),
