@@ -186,6 +186,11 @@ ct_boot() {
     done
     [[ -n $pid && $pid != 0 ]] || die "container $name: no systemd process appeared"
     echo "$pid" >"$STATE/$name.pid"
+    # Its systemd below its own cgroups (nspawn adds payload/), in every hierarchy.
+    local want
+    want=$(ct_cgroups "$name" | wc -l)
+    (($(grep -cE "/corepool-test${WORK//\//_}/$name(/|\$)" "/proc/$pid/cgroup") >= want)) ||
+        die "container $name's systemd is not in its own cgroups: $(tr '\n' ' ' <"/proc/$pid/cgroup")"
     # Until its bus is up, systemctl inside answers nothing: ask again.
     local state="" deadline=$((SECONDS + 120))
     while ((SECONDS < deadline)); do
