@@ -116,18 +116,25 @@ def main(path):
       f"{cpus} cores with nginx and the servers, as it would for any stack here: on a machine this "
       "small, every figure is a three-way split of the same CPUs.\n")
 
+    def rate_table(kind, stacks, cs, p99_head="p99", p999=False):
+        """One row per stack: requests/s (median and spread), median p99 (and
+        p99.9) in µs, at each connection count in CS."""
+        cols = ["req/s", p99_head] + (["p99.9"] if p999 else [])
+        w("| stack | " + " | ".join(f"c={c} {h}" for c in cs for h in cols) + " |")
+        w("|---|" + "---|" * (len(cols) * len(cs)))
+        for st in stacks:
+            cells = []
+            for c in cs:
+                rps = pick(kind, st, "rps", conns=c)
+                cells += [f"{n0(med(rps))} ({spread(rps, n0)})", n0(med(pick(kind, st, "p99_us", conns=c)))]
+                if p999:
+                    cells.append(n0(med(pick(kind, st, "p999_us", conns=c))))
+            w(f"| {LABEL[st]} | " + " | ".join(cells) + " |")
+
     # ---- L ----
     conns = sorted({x["conns"] for x in s if x["kind"] == "light"})
     w("## L: light `GET /` through nginx (requests/s; latency µs)\n")
-    w("| stack | " + " | ".join(f"c={c} req/s | c={c} p99 | c={c} p99.9" for c in conns) + " |")
-    w("|---|" + "---|" * (3 * len(conns)))
-    for st in STACKS + ["proxy_ceiling", "static"]:
-        cells = []
-        for c in conns:
-            rps = pick("light", st, "rps", conns=c)
-            cells += [f"{n0(med(rps))} ({spread(rps, n0)})", n0(med(pick("light", st, "p99_us", conns=c))),
-                      n0(med(pick("light", st, "p999_us", conns=c)))]
-        w(f"| {LABEL[st]} | " + " | ".join(cells) + " |")
+    rate_table("light", STACKS + ["proxy_ceiling", "static"], conns, p999=True)
     w("")
     lr = lambda a, b, c, k="light": med(pick(k, a, "rps", conns=c)) / med(pick(k, b, "rps", conns=c))
     w("| ratio (medians) | " + " | ".join(f"c={c}" for c in conns) + " | target |")
@@ -149,14 +156,7 @@ def main(path):
         w("The same fixed JSON body with the same headers (`Content-Type`, `X-Request-Id`, "
           "`Cache-Control: no-store`) from corepool's demo and from plain tokio (`examples/plain_tokio.rs`), "
           "so the two frameworks do the same work; the proxy ceiling answers its own fixed body.\n")
-        w("| stack | " + " | ".join(f"c={c} req/s | c={c} p99" for c in fconns) + " |")
-        w("|---|" + "---|" * (2 * len(fconns)))
-        for st in fst:
-            cells = []
-            for c in fconns:
-                rps = pick("light_fixed", st, "rps", conns=c)
-                cells += [f"{n0(med(rps))} ({spread(rps, n0)})", n0(med(pick("light_fixed", st, "p99_us", conns=c)))]
-            w(f"| {LABEL[st]} | " + " | ".join(cells) + " |")
+        rate_table("light_fixed", fst, fconns)
         w("")
         w("| ratio (medians) | " + " | ".join(f"c={c}" for c in fconns) + " | target |")
         w("|---|" + "---|" * len(fconns) + "---|")
@@ -166,28 +166,14 @@ def main(path):
         dfc = sorted({x["conns"] for x in s if x["kind"] == "light_direct_fixed"})
         if dfc:
             w("Direct (no nginx), `GET /fixed`:\n")
-            w("| stack | " + " | ".join(f"c={c} req/s | c={c} p99 µs" for c in dfc) + " |")
-            w("|---|" + "---|" * (2 * len(dfc)))
-            for st in ("corepool", "plain"):
-                cells = []
-                for c in dfc:
-                    rps = pick("light_direct_fixed", st, "rps", conns=c)
-                    cells += [f"{n0(med(rps))} ({spread(rps, n0)})", n0(med(pick("light_direct_fixed", st, "p99_us", conns=c)))]
-                w(f"| {LABEL[st]} | " + " | ".join(cells) + " |")
+            rate_table("light_direct_fixed", ["corepool", "plain"], dfc, p99_head="p99 µs")
             w("| corepool / plain tokio, req/s (target ≥ 1.1) | " + " | ".join(f"{lr('corepool', 'plain', c, 'light_direct_fixed'):.2f} | " for c in dfc) + " |")
             w("")
 
     dconns = sorted({x["conns"] for x in s if x["kind"] == "light_direct"})
     if dconns:
         w("### L direct (no nginx)\n")
-        w("| stack | " + " | ".join(f"c={c} req/s | c={c} p99 µs" for c in dconns) + " |")
-        w("|---|" + "---|" * (2 * len(dconns)))
-        for st in STACKS:
-            cells = []
-            for c in dconns:
-                rps = pick("light_direct", st, "rps", conns=c)
-                cells += [f"{n0(med(rps))} ({spread(rps, n0)})", n0(med(pick("light_direct", st, "p99_us", conns=c)))]
-            w(f"| {LABEL[st]} | " + " | ".join(cells) + " |")
+        rate_table("light_direct", STACKS, dconns, p99_head="p99 µs")
         w("")
         w("| direct ratio | " + " | ".join(f"c={c}" for c in dconns) + " |")
         w("|---|" + "---|" * len(dconns))
