@@ -91,23 +91,24 @@ pub fn fill(template: &str, n: &ServiceName) -> String {
     template.replace("@NAME@", n.as_str()).replace("@IDENT@", &n.ident()).replace("@PREFIX@", &n.env_prefix())
 }
 
-/// The packaged nginx site: the template filled in, with the paths the
-/// service declares cacheable (`Service::cacheable`) in the map that lets
-/// only them use the response cache.
-pub fn site(service: &Service) -> Result<String, PackageError> {
-    Ok(fill(templates::SITE, service.name()?).replace("@CACHEABLE@", &cacheable_map(service.cacheable_paths())))
+/// The packaged nginx proxy settings (`/etc/NAME/nginx/proxy.conf`): the
+/// template filled in, with one `if` per path the service declares cacheable
+/// (`Service::cacheable`), which lets only those use the response cache.
+pub fn proxy_conf(service: &Service) -> Result<String, PackageError> {
+    let n = service.name()?;
+    Ok(fill(templates::PROXY, n).replace("@CACHEABLE@\n", &cacheable_ifs(service.cacheable_paths(), &n.ident())))
 }
 
-/// The entries of site.conf's `$IDENT_not_cacheable` map: "" (cacheable)
-/// for each path and what is below it. Paths hold only `[A-Za-z0-9/._~-]`
-/// (`Service::cacheable` checks), so `.` is the one character to escape.
-fn cacheable_map(paths: &[&str]) -> String {
+/// For each path: `$IDENT_not_cacheable` emptied for it and what is below
+/// it. Paths hold only `[A-Za-z0-9/._~-]` (`Service::cacheable` checks), so
+/// `.` is the one character to escape in the regular expression.
+fn cacheable_ifs(paths: &[&str], ident: &str) -> String {
     paths
         .iter()
         .map(|p| {
             let re = p.replace('.', "\\.");
-            let below = if p.ends_with('/') { String::new() } else { "(/|$)".to_string() };
-            format!("    \"~^{re}{below}\" \"\";  # {p}\n")
+            let below = if p.ends_with('/') { "" } else { "(/|$)" };
+            format!("if ($uri ~ \"^{re}{below}\") {{ set ${ident}_not_cacheable \"\"; }}  # {p}\n")
         })
         .collect()
 }
@@ -256,8 +257,8 @@ fn payload(service: &Service, cli: &mut clap::Command, binary: Vec<u8>, o: &Opti
         entry(format!("etc/{n}/prometheus/rules.yml"), fill(templates::RULES, &n), 0o644),
         entry(format!("usr/share/{n}/grafana/dashboard.json"), fill(templates::DASHBOARD, &n), 0o644),
         entry(format!("etc/{n}/{n}.toml"), config_file(service)?, 0o644),
-        entry(format!("etc/nginx/sites-available/{n}.conf"), site(service)?, 0o644),
-        entry(format!("etc/{n}/nginx/proxy.conf"), fill(templates::PROXY, &n), 0o644),
+        entry(format!("etc/nginx/sites-available/{n}.conf"), fill(templates::SITE, &n), 0o644),
+        entry(format!("etc/{n}/nginx/proxy.conf"), proxy_conf(service)?, 0o644),
         entry(format!("etc/{n}/nginx/tls.conf"), fill(templates::TLS, &n), 0o644),
         entry(format!("etc/letsencrypt/renewal-hooks/deploy/{n}"), fill(templates::CERTBOT_HOOK, &n), 0o755),
         entry(format!("usr/share/man/man8/{n}.8.gz"), gzip(&man)?, 0o644),
@@ -446,8 +447,8 @@ mod tests {
             }
         }
         assert!(fill(templates::SITE, &n).contains("map $http_upgrade $my_app_connection"));
-        let plain = site(&Service::new("my-app")).unwrap();
-        assert!(!plain.contains('@') && plain.contains("map $uri $my_app_not_cacheable {\n    default 1;\n}\n"), "{plain}");
+        let plain = proxy_conf(&Service::new("my-app")).unwrap();
+        assert!(!plain.contains('@') && plain.contains("set $my_app_not_cacheable 1;\nlocation / {\n"), "{plain}");
         assert!(fill(templates::SOCKET, &n).contains("ListenStream=/run/my-app/%i.sock"));
         assert!(fill(templates::SERVICE, &n).contains("User=my-app\n"));
     }
@@ -455,16 +456,16 @@ mod tests {
     #[test]
     fn only_the_declared_paths_use_the_cache() {
         let svc = Service::new("my-app").cacheable("/compute").cacheable("/static/").cacheable("/v1.2/report");
-        let s = site(&svc).unwrap();
-        let map = &s[s.find("map $uri $my_app_not_cacheable").unwrap()..];
-        let map = &map[..map.find("\n}\n").unwrap()];
+        let s = proxy_conf(&svc).unwrap();
+        let from = s.find("set $my_app_not_cacheable 1;").unwrap();
+        let to = s[from..].find("location / {").unwrap();
         assert_eq!(
-            map.lines().skip(1).collect::<Vec<_>>(),
+            s[from..from + to].lines().collect::<Vec<_>>(),
             [
-                "    default 1;",
-                r#"    "~^/compute(/|$)" "";  # /compute"#,
-                r#"    "~^/static/" "";  # /static/"#,
-                r#"    "~^/v1\.2/report(/|$)" "";  # /v1.2/report"#,
+                "set $my_app_not_cacheable 1;",
+                r#"if ($uri ~ "^/compute(/|$)") { set $my_app_not_cacheable ""; }  # /compute"#,
+                r#"if ($uri ~ "^/static/") { set $my_app_not_cacheable ""; }  # /static/"#,
+                r#"if ($uri ~ "^/v1\.2/report(/|$)") { set $my_app_not_cacheable ""; }  # /v1.2/report"#,
             ]
         );
     }

@@ -12,7 +12,15 @@ fill() { sed -e "s/@NAME@/$NAME/g" -e "s/@IDENT@/$NAME/g" "$1"; }
 
 render() {
     mkdir -p "$D" /var/lib/app/acme
-    fill "$T/proxy.conf" >"$D/proxy.conf"
+    # The proxy settings, with an `if` per path of $CACHEABLE (what may use
+    # the cache), as `NAME package` writes them.
+    local p ifs=""
+    for p in ${CACHEABLE:-}; do
+        [[ $p =~ ^/[A-Za-z0-9/._~-]*$ ]] || { echo "nginx-start.sh: CACHEABLE: $p is not a plain path (/, letters, digits, . _ ~ -)" >&2; exit 78; }
+        ifs+="if (\$uri ~ \"^${p//./\\.}$([[ $p == */ ]] || echo '(/|$)')\") { set \$${NAME}_not_cacheable \"\"; }  # $p"$'\n'
+    done
+    fill "$T/proxy.conf" | CACHEABLE_IFS=$ifs awk '
+        $0 == "@CACHEABLE@" { printf "%s", ENVIRON["CACHEABLE_IFS"]; next } { print }' >"$D/proxy.conf"
     fill "$T/tls.conf" >"$D/tls.conf"
     # The upstream: every address the engine's DNS gives for the replicas
     # (nginx resolves it when it loads the configuration: reload after --scale).
@@ -48,14 +56,8 @@ TLS
         printf 'include %s/proxy.conf;\n' "$D" >"$D/http.conf"
         : >"$D/https.conf"
     fi
-    # The packaged site, pointed at these files, with $CACHEABLE's paths in
-    # its map of what may use the cache (as `NAME package` writes them).
-    local p entries=""
-    for p in ${CACHEABLE:-}; do
-        entries+="    \"~^${p//./\\.}$([[ $p == */ ]] || echo '(/|$)')\" \"\";  # $p"$'\n'
-    done
-    fill "$T/site.conf" | sed "s|/etc/$NAME/nginx/|$D/|g" | CACHEABLE_MAP=$entries awk '
-        $0 == "@CACHEABLE@}" { printf "%s}\n", ENVIRON["CACHEABLE_MAP"]; next } { print }' >/etc/nginx/conf.d/app.conf
+    # The packaged site, pointed at these files.
+    fill "$T/site.conf" | sed "s|/etc/$NAME/nginx/|$D/|g" >/etc/nginx/conf.d/app.conf
 }
 
 # Streams (WebSockets, SSE) hold connections for as long as they are open;

@@ -127,30 +127,34 @@ ct_create() {
 # file or directory": app1's systemd had removed the directory they shared).
 # Keyed by $WORK too, so runs side by side with the same names stay apart.
 ct_cgroups() {
-    local mnt line own
+    local mnt pattern own
     for mnt in /sys/fs/cgroup /sys/fs/cgroup/unified /sys/fs/cgroup/systemd; do
         case $(stat -f -c %T "$mnt" 2>/dev/null) in
-            cgroup2fs) line=0:: ;;
-            cgroupfs) line=name=systemd: ;; # only /sys/fs/cgroup/systemd of these
+            cgroup2fs) pattern='^0::' ;;
+            cgroupfs) pattern='^[0-9]*:name=systemd:' ;; # only /sys/fs/cgroup/systemd of these
             *) continue ;;
         esac
-        own=$(sed -n "s/^[0-9]*:$line//p" /proc/self/cgroup)
+        own=$(sed -n "s/$pattern//p" /proc/self/cgroup)
         printf '%s%s/corepool-test%s/%s\n' "$mnt" "${own%/}" "${WORK//\//_}" "$1"
     done
 }
 
-# ct_cgroup_enter NAME: moves this shell into container NAME's cgroups.
+# ct_cgroup_enter NAME: moves this shell into container NAME's cgroups; dies
+# if there are none, or if a process of an earlier boot is still in them.
 ct_cgroup_enter() {
-    local cg
+    local cg n=0
     while read -r cg; do
+        [[ -z $(find "$cg" -name cgroup.procs -exec cat {} + 2>/dev/null) ]] ||
+            die "cgroup $cg of container $1 still holds processes of an earlier boot"
         { mkdir -p "$cg" && echo "$BASHPID" >"$cg/cgroup.procs"; } || die "cannot make cgroup $cg for container $1"
+        n=$((n + 1))
     done < <(ct_cgroups "$1")
+    ((n > 0)) || die "no cgroup hierarchy found under /sys/fs/cgroup for container $1"
 }
 
 # ct_cgroup_remove NAME: removes container NAME's cgroups (and what nspawn
 # and the container's systemd left below them) once they are empty: the last
-# processes may take a moment to leave after nspawn has exited. Then the
-# run's directory, when it is the last.
+# processes may take a moment to leave after nspawn has exited.
 ct_cgroup_remove() {
     local cg i
     while read -r cg; do
@@ -159,7 +163,6 @@ ct_cgroup_remove() {
             find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null || sleep 0.1
         done
         [[ -d $cg ]] && log "cgroup $cg of container $1 is still there (processes left in it?)"
-        rmdir "${cg%/*}" 2>/dev/null || true
     done < <(ct_cgroups "$1")
 }
 
@@ -189,7 +192,7 @@ ct_boot() {
     # Its systemd below its own cgroups (nspawn adds payload/), in every hierarchy.
     local want
     want=$(ct_cgroups "$name" | wc -l)
-    (($(grep -cE "/corepool-test${WORK//\//_}/$name(/|\$)" "/proc/$pid/cgroup") >= want)) ||
+    ((want > 0 && $(grep -cF "/corepool-test${WORK//\//_}/$name/" <(sed 's|$|/|' "/proc/$pid/cgroup")) >= want)) ||
         die "container $name's systemd is not in its own cgroups: $(tr '\n' ' ' <"/proc/$pid/cgroup")"
     # Until its bus is up, systemctl inside answers nothing: ask again.
     local state="" deadline=$((SECONDS + 120))
@@ -255,6 +258,9 @@ ct_destroy_all() {
     for f in "$STATE"/*.nspawn-pid; do
         [[ -e $f ]] && ct_poweroff "$(basename "$f" .nspawn-pid)"
     done
+    # This run's cgroup directories (each container's went with its poweroff).
+    local cg
+    while read -r cg; do rmdir "${cg%/*}" 2>/dev/null || true; done < <(ct_cgroups any)
     if [[ -z ${COREPOOL_TEST_KEEP:-} ]]; then
         rm -rf "$WORK"
     fi
