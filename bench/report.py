@@ -297,7 +297,8 @@ def main(path):
                  "strict_idle": "`pool.sched = \"idle\"`, `min_share = 0` (strict priority: the previous default)",
                  "pin": "`pin = true` (event loop and pool threads pinned to CPU N: the previous default)",
                  "autogroup10": "each instance's CPU group at autogroup nice 10 (weight 110 against nginx's 1024; on cgroup v2, `CPUWeight=` about 11)",
-                 "nginx_boost": "nginx's CPU group at autogroup nice -5 (weight 3121: three times each instance's)"}
+                 "nginx_boost": "nginx's CPU group at autogroup nice -5 (weight 3121: three times each instance's)",
+                 "no_syscall_filter": "the unit's `SystemCallFilter=` off (a drop-in; the rest of the sandbox as shipped)"}
         def sv(v, load, key):
             return [x["wrk"][key] for x in sh if x["variant"] == v and x["load"] == load]
         w("## As shipped: the .deb under systemd, the packaged nginx site\n")
