@@ -78,6 +78,11 @@ def main(dirs):
             cells.append("%s → %s (%s) / %s → %s (%s)" % (r["rss_kb_start"], r["rss_kb_end"], r["rss_kb_max"],
                                                          r["fds_start"], r["fds_end"], r["fds_max"]) if r else "-")
         print("| %s | %s |" % (w, " | ".join(cells)))
+        # nginx is banded on its private memory (RssAnon), not its RSS.
+        anon = [next((r for r in s["bands"] if r["what"].split(" (")[0] == w and "anon_kb_start" in r), None) for s in soaks]
+        if any(anon):
+            print("| %s, private (RssAnon, the band) | %s |" % (w, " | ".join(
+                "%s → %s (%s)" % (r["anon_kb_start"], r["anon_kb_end"], r["anon_kb_max"]) if r else "-" for r in anon)))
     print()
     print("| | " + " | ".join(name(s) for s in soaks) + " |")
     print("|---|" + "---|" * len(soaks))
