@@ -222,6 +222,7 @@ impl Metrics {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn buckets_are_prometheus_clients_exponential_ones() {
@@ -230,8 +231,6 @@ mod tests {
             assert_eq!(buckets(start, factor, n).collect::<Vec<_>>(), exponential_buckets(start, factor, n as u16).collect::<Vec<_>>());
         }
     }
-
-    use super::*;
 
     #[test]
     fn exposition_has_requests_latency_and_pool() {

@@ -172,7 +172,7 @@ ct_cgroup_remove() {
 # the network it builds with --network-namespace-path=).
 ct_boot() {
     local name=$1 dir="$WORK/$1" network=${2:---private-network}
-    # In a cgroup of its own (ct_cgroup), then nspawn, in the same process.
+    # In cgroups of its own (ct_cgroups), then nspawn, in the same process.
     (
         ct_cgroup_enter "$name"
         exec systemd-nspawn -D "$dir" --register=no --keep-unit -b --console=passive "$network" -M "$name"
