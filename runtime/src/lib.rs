@@ -41,6 +41,7 @@
 #![deny(missing_docs)]
 
 mod access;
+mod buckets;
 mod builtin;
 mod conn;
 mod drain;

@@ -73,17 +73,7 @@ pub struct RouteLabels {
 
 fn latency_histogram() -> Histogram {
     // 100µs .. ~24s
-    Histogram::new(buckets(0.0001, 2.5, 14))
-}
-
-/// `n` bucket bounds from `start`, each `factor` times the last: the bounds
-/// of prometheus_client's `exponential_buckets`, bit for bit (a test checks),
-/// by repeated multiplication instead of its `f64::powf`. That `powf` was the
-/// one function the binary took from libm, and linking libm at all kept
-/// about 450 kB of it resident in every instance (its load-time ifunc
-/// relocations touch it all around); without it the linker drops libm.
-pub(crate) fn buckets(start: f64, factor: f64, n: usize) -> impl Iterator<Item = f64> {
-    std::iter::successors(Some(start), move |b| Some(b * factor)).take(n)
+    Histogram::new(crate::buckets::exponential(0.0001, 2.5, 14))
 }
 
 /// `direction`: `in` (from the client) or `out` (to it).
@@ -223,14 +213,6 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn buckets_are_prometheus_clients_exponential_ones() {
-        use prometheus_client::metrics::histogram::exponential_buckets;
-        for (start, factor, n) in [(0.0001, 2.5, 14), (0.00005, 2.5, 13)] {
-            assert_eq!(buckets(start, factor, n).collect::<Vec<_>>(), exponential_buckets(start, factor, n as u16).collect::<Vec<_>>());
-        }
-    }
 
     #[test]
     fn exposition_has_requests_latency_and_pool() {

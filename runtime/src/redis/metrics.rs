@@ -39,7 +39,7 @@ impl Default for RedisMetrics {
         RedisMetrics {
             connected: Gauge::default(),
             // 50µs .. ~3.3s
-            duration: Histogram::new(crate::metrics::buckets(0.00005, 2.5, 13)),
+            duration: Histogram::new(crate::buckets::exponential(0.00005, 2.5, 13)),
             errors: Family::default(),
             reconnects: Counter::default(),
             published: Counter::default(),
