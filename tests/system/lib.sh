@@ -162,7 +162,9 @@ ct_cgroup_remove() {
             [[ -d $cg ]] || break
             find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null || sleep 0.1
         done
-        [[ -d $cg ]] && log "cgroup $cg of container $1 is still there (processes left in it?)"
+        # (An if, not `[[ ]] && log`: the loop's last status is the function's,
+        # and a false test there made every poweroff fail an EXIT trap under set -e.)
+        if [[ -d $cg ]]; then log "cgroup $cg of container $1 is still there (processes left in it?)"; fi
     done < <(ct_cgroups "$1")
 }
 
