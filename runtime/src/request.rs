@@ -266,5 +266,11 @@ fn request_id<B>(state: &State, req: &Request<B>) -> HeaderValue {
         }
     }
     let n = state.next_request.fetch_add(1, Ordering::Relaxed);
-    HeaderValue::try_from(format!("{}-{}-{n}", state.instance, state.pid)).unwrap_or(HeaderValue::from_static("-"))
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(n).as_bytes();
+    let mut id = Vec::with_capacity(state.id_prefix.len() + digits.len());
+    id.extend_from_slice(&state.id_prefix);
+    id.extend_from_slice(digits);
+    // Digits and '-' only: always a valid header value; "-" is unreachable.
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(id)).unwrap_or(HeaderValue::from_static("-"))
 }

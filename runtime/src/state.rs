@@ -42,6 +42,9 @@ pub struct State {
     pub(crate) streams: Streams,
     shutting_down: AtomicBool,
     pub(crate) next_request: AtomicU64,
+    /// `<instance>-<pid>-`, the fixed start of the request ids this process
+    /// makes (built once: a request appends only its number).
+    pub(crate) id_prefix: Box<[u8]>,
     /// Instances enabled on this host (re-read every second), for `/healthz`:
     /// a remote front's `front add HOST` asks for it.
     pub(crate) enabled_instances: AtomicUsize,
@@ -110,6 +113,7 @@ impl State {
             started: Instant::now(),
             shutting_down: AtomicBool::new(false),
             next_request: AtomicU64::new(0),
+            id_prefix: format!("{}-{}-", cfg.instance, std::process::id()).into_bytes().into_boxed_slice(),
             hostname: nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default(),
             allow: cfg.backend.networks(),
             spans: (!cfg.debug.spans.as_os_str().is_empty()).then(|| crate::trace::Recorder::new(&cfg.debug.spans, cfg.instance, cfg.debug.max_spans)),

@@ -219,7 +219,18 @@ mod tests {
         let r = c.get("/users/42");
         assert_eq!((r.status, r.body.as_str()), (200, "user 42"));
         assert_eq!(r.header("cache-control"), Some("no-store"), "no-store unless the handler says otherwise");
-        assert!(r.header("x-request-id").is_some());
+        // Our own ids are `<instance>-<pid>-<n>`, n counting up per request;
+        // a sane caller's id (nginx's $request_id) is kept as it came.
+        let id = |r: &TestResponse| r.header("x-request-id").unwrap().to_string();
+        let prefix = format!("{}-{}-", c.state().instance, std::process::id());
+        let first = id(&r);
+        let n = first.strip_prefix(&prefix).unwrap_or_else(|| panic!("{first} starts with {prefix}"));
+        let n: u64 = n.parse().unwrap();
+        assert_eq!(id(&c.get("/users/42")), format!("{prefix}{}", n + 1));
+        let req = Request::get("/users/42").header("x-request-id", "abc-123").body(Body::empty()).unwrap();
+        assert_eq!(id(&c.request(req)), "abc-123");
+        let req = Request::get("/users/42").header("x-request-id", "has space").body(Body::empty()).unwrap();
+        assert_eq!(id(&c.request(req)), format!("{prefix}{}", n + 2), "an insane id is replaced by ours");
         assert_eq!(c.get("/sum").json()["sum"], 5050);
         assert_eq!(c.get("/cached").header("cache-control"), Some("public, max-age=60"));
         // A panicking handler fails its own request only, with corepool's JSON 500.
@@ -234,7 +245,7 @@ mod tests {
         assert_eq!(r.json()["code"], 405);
         assert!(r.header("allow").is_some_and(|a| a.contains("GET")), "{:?}", r.headers);
         let m = c.get("/metrics").body;
-        assert!(m.contains(r#"corepool_http_requests_total{route="/users/{id}",status="200"} 2"#), "{m}");
+        assert!(m.contains(r#"corepool_http_requests_total{route="/users/{id}",status="200"} 5"#), "{m}");
         assert!(m.contains(r#"corepool_http_requests_total{route="unmatched",status="404"} 1"#), "{m}");
         assert!(m.contains(r#"corepool_http_requests_total{route="/boom",status="500"} 1"#), "{m}");
         let h = c.get("/healthz").json();
