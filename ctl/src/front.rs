@@ -58,7 +58,10 @@ pub enum FrontError {
     UnknownHost { host: String, known: Vec<String> },
     #[error("draining {host} would leave nginx no server to send requests to; nothing changed")]
     LastServer { host: String },
-    #[error("{host} is drained, but nginx workers of the previous configuration still run after {}s (long requests?)", .timeout.as_secs())]
+    #[error(
+        "{host} is drained, but nginx workers of the previous configuration still run after {}s: long requests, or WebSockets and SSE streams they carry (set worker_shutdown_timeout in nginx.conf, as `nginx enable` advises)",
+        .timeout.as_secs()
+    )]
     OldWorkers { host: String, timeout: Duration },
     #[error("{host} is drained, but requests are still in flight after {}s", .timeout.as_secs())]
     InFlight { host: String, timeout: Duration },
@@ -532,7 +535,7 @@ mod tests {
         assert_eq!(failed.to_string(), "app1: instance 0 (a): x; instance 1 (b): y; nginx configuration unchanged");
         assert_eq!(FrontError::Ports { port_base: 65535, last: 65536 }.to_string(), "ports 65535..65536 do not fit below 65536");
         let late = FrontError::OldWorkers { host: "app1".into(), timeout: Duration::from_secs(60) };
-        assert_eq!(late.to_string(), "app1 is drained, but nginx workers of the previous configuration still run after 60s (long requests?)");
+        assert_eq!(late.to_string(), "app1 is drained, but nginx workers of the previous configuration still run after 60s: long requests, or WebSockets and SSE streams they carry (set worker_shutdown_timeout in nginx.conf, as `nginx enable` advises)");
         let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
         let e = FrontError::Output(io);
         assert_eq!(corepool_runtime::cli::report(&e), "writing output: denied", "the cause once, from source()");

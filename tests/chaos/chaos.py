@@ -3,7 +3,7 @@
 Run by tests/chaos/run (which boots the containers and exports the layout in
 CHAOS_* variables); usage: chaos.py --seed S --seconds N --out DIR. Prints
 the seed and the schedule first, progress every minute, and the verdict;
-writes DIR/schedule.json, faults.json, requests.jsonl, samples.jsonl,
+writes DIR/schedule.json, faults.json, requests.jsonl, streams.jsonl, samples.jsonl,
 journal.json and summary.json. Exits 1 when a check failed.
 """
 
@@ -103,6 +103,12 @@ def main():
     load = subprocess.Popen(["ip", "netns", "exec", env["CHAOS_CLIENT_NS"], "/usr/bin/python3",
                              os.path.join(faults.ROOT, "tests/chaos/load.py"), "--host", lab.ip[lab.front],
                              "--seconds", str(args.seconds), "--tag", tag, "--out", reqs])
+    # Beside it, WebSockets and event streams held open through the faults.
+    conns = os.path.join(args.out, "streams.jsonl")
+    open(conns, "w").close()
+    streams = subprocess.Popen(["ip", "netns", "exec", env["CHAOS_CLIENT_NS"], "/usr/bin/python3",
+                                os.path.join(faults.ROOT, "tests/chaos/streams.py"), "--host", lab.ip[lab.front],
+                                "--seconds", str(args.seconds), "--out", conns])
     records = []
     threads = faults.run_schedule(lab, plan, t_start, records)
 
@@ -133,6 +139,12 @@ def main():
     sam = threading.Thread(target=sampler, daemon=True)
     sam.start()
     load.wait()
+    try:
+        # Bounded in itself (a last reconnect after the end included).
+        streams.wait(timeout=180)
+    except subprocess.TimeoutExpired:
+        streams.kill()
+        streams.wait()
     for t in threads:
         t.join(timeout=300)
     stop.set()
@@ -141,6 +153,8 @@ def main():
     problems = list(violations)
     if load.returncode != 0:
         problems.append("the load generator exited %d" % load.returncode)
+    if streams.returncode != 0:
+        problems.append("the stream clients exited %d" % streams.returncode)
     unfinished = [r for r in records if "ended" not in r]
     problems += ["fault #%d %s %s did not finish" % (r["seq"], r["kind"], r["target"]) for r in unfinished]
     problems += ["fault #%d %s %s failed: %s" % (r["seq"], r["kind"], r["target"], r.get("detail", ""))
@@ -203,6 +217,9 @@ def main():
             f.write(json.dumps(q) + "\n")
     by_kind, losses, req_problems = check.account(requests, records, access)
     problems += req_problems
+    stream_summary, stream_problems = check.streams([json.loads(line) for line in open(conns) if line.strip()], records,
+                                                    lab.front)
+    problems += stream_problems
     band_rows, band_problems = check.bands(first, last, samples)
     problems += band_problems
     journal = []
@@ -218,7 +235,7 @@ def main():
         k["scheduled"] += 1
         k["skipped" if r.get("skipped") else "applied" if r.get("ok") else "failed"] += 1
     summary = {"seed": args.seed, "schedule": args.schedule, "seconds": args.seconds, "started": t_start, "faults": applied,
-               "requests": by_kind, "answered_by": dict(sorted(collections.Counter(
+               "requests": by_kind, "streams": stream_summary, "answered_by": dict(sorted(collections.Counter(
                    q.get("inst", "?") for q in requests if q["status"] == 200).items())), "losses": losses, "bands": band_rows,
                "journal_errors": len(journal), "journal_unexplained": len(unexplained),
                "problems": problems, "passed": not problems}
@@ -236,6 +253,11 @@ def main():
     for k, v in sorted(by_kind.items()):
         print("  %-7s %-4s %6d  status %s  p50 %.1f ms  p99 %.1f ms  max %.1f ms  (client retries on a closed kept-alive connection: %d)"
               % (k, v["method"], v["total"], v["status"], v["p50_ms"], v["p99_ms"], v["max_ms"], v.get("client_retries", 0)))
+    print("== streams held through the faults (%d s at most without one after an end)" % check.RECONNECT_S)
+    for k, v in sorted(stream_summary.items()):
+        print("  %-3s %d slots, %d connections, %d connect errors, %d echoes/events, %d not right, ends %s, "
+              "reconnected within %.1f s, ends explained by %s" % (k, v["slots"], v["connections"], v["connect_errors"], v["messages"],
+                                                                  v["bad"], v["ends"], v["reconnect_s_max"], v["explained_by"]))
     print("== answered by: " + ", ".join("%s %d" % kv for kv in summary["answered_by"].items()))
     print("== POSTs lost: %d, each explained by: %s" % (len(losses), "; ".join(
         "%s -> %s" % (x["id"], ", ".join(x["explained_by"]) or "NOTHING") for x in losses) or "-"))

@@ -1,7 +1,8 @@
 """What the soak checks: samples during it (every SAMPLE_S, checked every
 minute) and the accounting at its end.
 
-Every request is accounted for: idempotent requests (GETs, cached or not,
+Every request is accounted for (and every WebSocket and event stream, see
+streams()): idempotent requests (GETs, cached or not,
 heavy or light) must all be answered 200; a POST may be lost only when it was
 in flight on an instance that a fault killed or hung at that moment (kill -9,
 SIGSTOP, memory limit) or on a host switched off or cut off from the front,
@@ -154,6 +155,108 @@ def account(requests, records, access):
         if k["echo_missing"]:
             problems.append("%d answers without their X-Request-Id echoed" % k["echo_missing"])
     return by_kind, losses, problems
+
+
+# Faults that end a stream cleanly (a WebSocket closed with 1001 or 1012, an
+# event stream ended after its retry: hint): its instance, or every instance
+# of its host, is stopped or restarted gracefully.
+GRACEFUL_INSTANCE = {"reload_one"}
+GRACEFUL_HOST = {"reload_all", "scale", "upgrade", "poweroff"}
+CLEAN_ENDS = {"1000", "1001", "1012", "clean"}
+# Faults that reload the front's nginx: its old workers cut the streams they
+# still carry worker_shutdown_timeout (10 s, tests/chaos/run) later. Those
+# aimed at a host reload the front's nginx only where the host is the front
+# (one host), but drain's always does.
+FRONT_RELOAD_ANY = {"nginx_reload", "drain"}
+FRONT_RELOAD_ON_FRONT = {"scale", "upgrade"}
+# A stream's client is connected again within this long of losing its
+# connection (nginx may try a handshake for proxy_next_upstream_timeout, 30 s).
+RECONNECT_S = 45
+# How long before the client noticed it a stall began (streams.py's STALL_S,
+# and a second for the echo in flight).
+STALL_S = 11
+# An nginx reload's old workers cut what they carry this long after it
+# (worker_shutdown_timeout, tests/chaos/run), give or take GRACE_S.
+SHUTDOWN_S = 10
+
+
+def stream_faults_for(records, inst, t0, t1, clean, front):
+    """The faults that explain a stream of INST (host/i) ending during [t0, t1]
+    (the moment it ended, or for a stall the STALL_S before): for a clean end, a
+    graceful stop or restart of it, in progress then; otherwise one that kills
+    or hangs it or cuts its host off, in progress then, or a reload of the
+    front's nginx (host FRONT) whose old workers' cut falls then."""
+    host = inst.split("/")[0]
+    found = []
+    for r in records:
+        if "started" not in r or r.get("skipped"):
+            continue
+        end = r.get("ended", time.time())
+        if r["kind"] in FRONT_RELOAD_ANY or r["target"] == front and r["kind"] in FRONT_RELOAD_ON_FRONT:
+            # A reload's cut: SHUTDOWN_S after it (drain: after it or its undrain).
+            reload_cut = not clean and any(abs(t - (at + SHUTDOWN_S)) <= GRACE_S for at in (r["started"], end)
+                                           for t in (t0, t1))
+        else:
+            reload_cut = False
+        if reload_cut:
+            found.append(r)
+            continue
+        if end + GRACE_S < t0 or r["started"] - 1 > t1:
+            continue
+        instance_hit, host_hit = r["target"] == inst, r["target"] == host
+        if instance_hit and r["kind"] in LOSSY_INSTANCE or host_hit and r["kind"] in LOSSY_HOST:
+            found.append(r)
+        elif clean and (instance_hit and r["kind"] in GRACEFUL_INSTANCE or host_hit and r["kind"] in GRACEFUL_HOST):
+            found.append(r)
+    return found
+
+
+def streams(conns, records, front):
+    """The WebSockets and event streams of tests/chaos/streams.py: every end
+    before the soak's own explained by a fault on that instance or host, no
+    failed connect (a handshake is a GET: nginx tries the next instance), no
+    echo or event that is not right, every slot back within RECONNECT_S and
+    still carrying data at the end."""
+    summary = {}
+    problems = []
+    by_slot = {}
+    for c in conns:
+        by_slot.setdefault((c["kind"], c["slot"]), []).append(c)
+    for (kind, slot), cs in sorted(by_slot.items()):
+        k = summary.setdefault(kind, {"slots": 0, "connections": 0, "connect_errors": 0, "ends": {}, "messages": 0,
+                                      "bad": 0, "reconnect_s_max": 0.0, "explained_by": {}})
+        k["slots"] += 1
+        lost_at = None
+        for c in sorted(cs, key=lambda c: c.get("opened", c.get("t"))):
+            if "connect_error" in c:
+                k["connect_errors"] += 1
+                problems.append("%s %d: connect failed at %.0f: %s" % (kind, slot, c["t"], c["connect_error"]))
+                continue
+            k["connections"] += 1
+            k["messages"] += c["n"]
+            k["bad"] += c["bad"]
+            k["ends"][c["end"]] = k["ends"].get(c["end"], 0) + 1
+            if c["bad"]:
+                problems.append("%s %d on %s: %d echoes or events not right" % (kind, slot, c["inst"], c["bad"]))
+            if lost_at is not None:
+                k["reconnect_s_max"] = round(max(k["reconnect_s_max"], c["opened"] - lost_at), 1)
+                if c["opened"] - lost_at > RECONNECT_S:
+                    problems.append("%s %d: %.0f s without a connection (from %.0f)" % (kind, slot, c["opened"] - lost_at, lost_at))
+            lost_at = None
+            if c["end"] == "stop":
+                continue
+            lost_at = c["ended"]
+            # Judged at its end (a stall: from when it began), not over its life.
+            t0 = c["ended"] - (STALL_S if c["end"] == "stall" else 1)
+            why = stream_faults_for(records, c["inst"], t0, c["ended"], c["end"] in CLEAN_ENDS, front)
+            for r in why:
+                k["explained_by"][r["kind"]] = k["explained_by"].get(r["kind"], 0) + 1
+            if not why:
+                problems.append("%s %d on %s ended (%s) at %.0f, explained by no fault" % (kind, slot, c["inst"], c["end"], c["ended"]))
+        last = [c for c in cs if "connect_error" not in c][-1:]
+        if not last or last[0]["end"] != "stop" or last[0]["n"] == 0:
+            problems.append("%s %d: not carrying data at the end of the soak (last: %s)" % (kind, slot, json.dumps(last[:1])))
+    return summary, problems
 
 
 def bands(first, last, samples):
