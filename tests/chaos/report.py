@@ -1,8 +1,8 @@
 """Markdown tables of chaos soaks, for docs/reliability.md.
 
 usage: report.py RESULT_DIR...  (each a soak's directory: summary.json, faults.json)
-Faults applied by kind, requests by kind and status, the POSTs lost and the
-faults that explain them, the RSS and fd bands, the journal's error lines.
+Faults applied by kind, requests by kind and status, the WebSockets and
+event streams, the POSTs lost and the faults that explain them, the RSS and fd bands, the journal's error lines.
 """
 
 import json
@@ -62,6 +62,22 @@ def main(dirs):
             name(s), len(losses), ", ".join("%s %d" % kv for kv in sorted(by.items())) or "-",
             "".join("; unexplained: %s (HTTP %s via %s)" % (x["id"], x["status"] or "none", ", ".join(x["upstream"]) or "-")
                     for x in losses if not x["explained_by"])))
+    if any(s.get("streams") for s in soaks):
+        print()
+        print("| streams held through the faults | " + " | ".join(name(s) for s in soaks) + " |")
+        print("|---|" + "---|" * len(soaks))
+        for k, what in (("ws", "WebSockets (`/ws/echo`)"), ("sse", "event streams (`/events`)")):
+            cells = []
+            for s in soaks:
+                v = s.get("streams", {}).get(k)
+                if not v:
+                    cells.append("-")
+                    continue
+                ends = ", ".join("%s %d" % kv for kv in sorted(v["ends"].items()))
+                cells.append("%d slots, %d connections (ends: %s), %d failed connects, %s %s, %d not right, back within %.1f s" % (
+                    v["slots"], v["connections"], ends, v["connect_errors"], format(v["messages"], ","),
+                    "echoes" if k == "ws" else "events", v["bad"], v["reconnect_s_max"]))
+            print("| %s | %s |" % (what, " | ".join(cells)))
     print()
     print("| RSS kB / open fds, start → end (max) | " + " | ".join(name(s) for s in soaks) + " |")
     print("|---|" + "---|" * len(soaks))
