@@ -305,6 +305,10 @@ PASSED=0
 FAILED=0
 SKIPPED=0
 FAILED_NAMES=()
+# Per failed test, the last lines it wrote to stderr (its assertion messages
+# among them): finish prints them after the names, at the very end of the
+# output, which is the part a CI log shows when it shows only its tail.
+FAILED_TAILS=()
 RESULTS_FILE=${COREPOOL_TEST_RESULTS:-$WORK.results}
 
 # run_test NAME FUNCTION: runs one test in a subshell with errexit; a failure
@@ -327,14 +331,16 @@ run_test() {
     fi
     for ((k = 1; k <= times; k++)); do
         ((times == 1)) || log "--- run $k of $times"
-        local start=$SECONDS
+        local start=$SECONDS tlog="$WORK.test-stderr"
         # Not as an `if` condition: errexit is ignored there, even inside the subshell.
         local rc=0
         set +e
+        # Its stderr also goes to TLOG (through tee, which is not waited for:
+        # a container booted by the test may hold the pipe open long after).
         (
             set -euo pipefail
             "$fn"
-        )
+        ) 2> >(tee "$tlog" >&2)
         rc=$?
         set -e
         if ((rc == 0)); then
@@ -344,6 +350,8 @@ run_test() {
             FAILED=$((FAILED + 1))
             FAILED_NAMES+=("$name")
             log "FAIL $name ($((SECONDS - start))s)"
+            sleep 0.2 # for tee to write what the test's last lines were
+            FAILED_TAILS+=("$(failure_tail "$tlog")")
         fi
     done
 }
@@ -353,9 +361,24 @@ run_test() {
 finish() {
     echo "$1: $PASSED passed, $FAILED failed${SKIPPED:+, $SKIPPED skipped (COREPOOL_TEST_ONLY)}" | sed 's/, 0 skipped.*//'
     if ((FAILED)); then
-        printf 'failed: %s\n' "${FAILED_NAMES[@]}"
+        local k
+        for k in "${!FAILED_NAMES[@]}"; do
+            printf 'failed: %s\n%s\n' "${FAILED_NAMES[k]}" "${FAILED_TAILS[k]}"
+        done
         exit 1
     fi
+}
+
+# failure_tail FILE: what a failed test said last, for finish: its assertion
+# messages (up to 6) and its last 10 lines of stderr, each indented and cut
+# to 300 characters.
+failure_tail() {
+    {
+        grep -E 'assertion failed|FATAL' "$1" | tail -n 6
+        echo '... its last lines:'
+        tail -n 10 "$1"
+    } 2>/dev/null |
+        cut -c1-300 | sed 's/^/  | /'
 }
 
 # fail MESSAGE: fails the current test.

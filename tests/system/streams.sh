@@ -3,7 +3,7 @@
 # once the packaged site serves HTTPS: real clients (tests/system/streams_client.py,
 # Debian's python3-websockets, run inside the container) through nginx to
 # /ws/echo and /events on every instance; 500 WebSockets and 50 SSE streams
-# across three rolling reloads beside the mixed load; idle streams with the ping
+# across five rolling reloads beside the mixed load; idle streams with the ping
 # interval and nginx's proxy_read_timeout lowered; kill -9 of an instance.
 # Uses run's helpers: ct, ct_sh, record, field, main_pid, wait_new_pid,
 # curl_sock, mixed_event, mixed_ok, MIXED_BASE, NCPU.
@@ -139,21 +139,26 @@ for e in s["errors"][:10]:
 
 STREAMS_WS=500
 STREAMS_SSE=50
+# Timed reloads of each kind (odd: the median is one of them). One reload
+# under the mixed load on two cores takes anywhere from 0.4 to 2 s, with or
+# without streams; a median of three still crossed 2x once in a while.
+STREAMS_RELOADS=5
 
-# streams_reloads: what runs beside the mixed load: three timed reloads with
-# no stream open (their median is the reference: one alone varies by 2x under
-# the load), then the streams, three timed reloads, each followed by the
-# streams settling again (their median is compared: one alone varies as much). (Called by mixed_event in an `||` list, where errexit is
+# streams_reloads: what runs beside the mixed load: STREAMS_RELOADS timed
+# reloads with no stream open (their median is the reference: one alone
+# varies by 2x under the load), then the streams, as many timed reloads, each
+# followed by the streams settling again (their median is compared: one alone
+# varies as much). (Called by mixed_event in an `||` list, where errexit is
 # off: every step is checked.)
 streams_reloads() {
     local t0 k
-    for k in 1 2 3; do
+    for ((k = 1; k <= STREAMS_RELOADS; k++)); do
         t0=$(date +%s%N)
         ct app corepool reload || return 1
         echo "reload_ms without streams $(ms_since "$t0")"
     done
     streams_hold_start "$STREAMS_WS" "$STREAMS_SSE" || { streams_hold_stop /dev/null; return 1; }
-    for k in 1 2 3; do
+    for ((k = 1; k <= STREAMS_RELOADS; k++)); do
         streams_phase "$k running" || { streams_hold_stop /dev/null; return 1; }
         t0=$(date +%s%N)
         ct app corepool reload || { streams_hold_stop /dev/null; return 1; }
@@ -164,27 +169,68 @@ streams_reloads() {
     streams_hold_stop "$WORK/streams-summary.json"
 }
 
+# median_of "N N N ...": the middle of an odd count of integers.
+median_of() {
+    local n
+    n=$(wc -w <<<"$1")
+    tr ' ' '\n' <<<"$1" | grep . | sort -n | sed -n "$(((n + 1) / 2))p"
+}
+
+# streams_drains SINCE: the instances' drain lines in the journal since
+# SINCE (seconds since the epoch): "<streams> <outcome> <ms>" per drain, the
+# outcome "clean" (every connection and stream closed in time), "cut"
+# (streams cut at streams.close_timeout) or "timeout" (shutdown_timeout hit).
+# Waits (5 s at most) until every drain begun has its end line: journald
+# writes asynchronously.
+streams_drains() {
+    local k text
+    for ((k = 0; k < 50; k++)); do
+        text=$(ct app journalctl -q -o cat --no-pager --since "@$1" -u 'corepool@*.service')
+        python3 -c '
+import re, sys
+drains, ends = [], []
+for line in sys.stdin:
+    m = re.search(r"draining \d+ connections and (\d+) streams", line)
+    if m:
+        drains.append([m.group(1), "clean", None])
+    if re.search(r"streams did not end within streams.close_timeout", line) and drains:
+        drains[-1][1] = "cut"
+    m = re.search(r"(stopped cleanly after \d+ requests \(drained in|shutdown timeout reached after) (\d+) ms", line)
+    if m:
+        ends.append(("clean" if m.group(1).startswith("stopped") else "timeout", m.group(2)))
+if len(ends) < len(drains):
+    sys.exit(1)
+for (streams, outcome, _), (end, ms) in zip(drains, ends):
+    print(streams, end if end == "timeout" else outcome, ms)' <<<"$text" && return 0
+        sleep 0.1
+    done
+    echo "a drain without its end line in the journal" >&2
+    return 1
+}
+
 test_streams_across_rolling_reloads() {
     streams_install
     rm -f "$WORK/streams-summary.json"
+    local since
+    since=$(ct app date +%s)
     mixed_event app "$MIXED_BASE" "$WORK/streams" 1 streams_reloads || fail "the reloads with streams failed: $(tail -n 5 "$WORK/streams.cmd")"
     record streams_reload_mixed "$(tr '\n' ';' <"$WORK/streams.summary")"
     local withouts without withs with s
     withouts=$(awk '/^reload_ms without/ { print $4 }' "$WORK/streams.cmd" | tr '\n' ' ')
-    without=$(tr ' ' '\n' <<<"$withouts" | grep . | sort -n | sed -n 2p)
+    without=$(median_of "$withouts")
     withs=$(awk '/^reload_ms with streams/ { print $4 }' "$WORK/streams.cmd" | tr '\n' ' ')
-    with=$(tr ' ' '\n' <<<"$withs" | grep . | sort -n | sed -n 2p)
+    with=$(median_of "$withs")
     record streams_reload_ms "without streams ${withouts}(median $without), with $STREAMS_WS WebSockets + $STREAMS_SSE SSE: ${withs}(median $with)"
     s=$(cat "$WORK/streams-summary.json")
     record streams_reload_client "$(python3 -c 'import json,sys; d=json.load(sys.stdin); d.pop("errors"); d.pop("errors_by_kind"); print(json.dumps(d, sort_keys=True))' <<<"$s")"
     streams_show_errors <<<"$s"
-    mixed_ok "$WORK/streams" "3 rolling reloads with $STREAMS_WS WebSockets and $STREAMS_SSE SSE streams open"
+    mixed_ok "$WORK/streams" "$STREAMS_RELOADS rolling reloads with $STREAMS_WS WebSockets and $STREAMS_SSE SSE streams open"
     # Every WebSocket closed with 1012 by each reload, nothing else, the
     # closing handshake completed, each one reconnected and echoing again.
     expect_eq "$(field "['ws_closes']" <<<"$s")" "{'1012': $(field "['ws_closes_total']" <<<"$s")}" "WebSocket closes by code"
     expect_eq "$(field "['ws_closes_by_phase'].get('0')" <<<"$s")" None "WebSocket closes before the first reload"
     local k
-    for k in 1 2 3; do
+    for ((k = 1; k <= STREAMS_RELOADS; k++)); do
         expect_eq "$(field "['ws_slots_closed_by_phase'].get('$k')" <<<"$s")" "$STREAMS_WS" "WebSockets closed by reload $k"
     done
     expect_eq "$(field "['ws_closes_without_frame']" <<<"$s")" 0 "WebSocket closes without a close frame"
@@ -193,7 +239,7 @@ test_streams_across_rolling_reloads() {
     expect_eq "$(field "['ws_reconnects']" <<<"$s")" "$(field "['ws_closes_total']" <<<"$s")" "WebSocket reconnects"
     expect_eq "$(field "['ws_reconnected_and_echoed']" <<<"$s")" "$STREAMS_WS" "WebSockets echoing after their last reconnect"
     # Every SSE stream ended cleanly after retry: 1000 by each reload and reconnected.
-    for k in 1 2 3; do
+    for ((k = 1; k <= STREAMS_RELOADS; k++)); do
         expect_eq "$(field "['sse_slots_ended_by_phase'].get('$k')" <<<"$s")" "$STREAMS_SSE" "SSE streams ended by reload $k"
     done
     expect_eq "$(field "['sse_retry_ms']" <<<"$s")" "{'1000': $(field "['sse_ends_clean']" <<<"$s")}" "retry: hints of the ends"
@@ -201,14 +247,28 @@ test_streams_across_rolling_reloads() {
     expect_eq "$(field "['sse_reconnects']" <<<"$s")" "$(field "['sse_ends_clean']" <<<"$s")" "SSE reconnects"
     expect_eq "$(field "['sse_reconnected_and_evented']" <<<"$s")" "$STREAMS_SSE" "SSE streams with events after their last reconnect"
     # Echo traffic and events resumed on every instance after each reload.
-    for k in 1 2 3; do
+    for ((k = 1; k <= STREAMS_RELOADS; k++)); do
         expect_eq "$(instances_in "['echo_by_phase']['$k done']" <<<"$s")" "$(all_instances)" "instances echoing after reload $k"
         expect_eq "$(instances_in "['sse_events_by_phase']['$k done']" <<<"$s")" "$(all_instances)" "instances sending events after reload $k"
     done
     expect_eq "$(field "['error_count']" <<<"$s")" 0 "client errors (failed connects, echoes, unclean SSE ends)"
-    # The streams cost the reload little: under twice a reload without them
-    # (medians of three each).
-    expect_below "$with" $((2 * without)) "median reload with streams (ms: $withs; against $without without: $withouts)"
+    # The streams do not hold a drain: every instance's drain with streams
+    # open (one per instance and reload) ended with every stream closed by
+    # its handshake, none cut at streams.close_timeout, no shutdown timeout
+    # (the drains are read from the instances' own journal lines).
+    local drains
+    drains=$(streams_drains "$since") || fail "the instances' drains could not be read from the journal"
+    record streams_reload_drains "drains with streams (streams outcome ms): $(awk '$1 > 0' <<<"$drains" | tr '\n' ';')"
+    expect_eq "$(awk '$1 > 0' <<<"$drains" | wc -l)" $((NCPU * STREAMS_RELOADS)) "drains with streams open"
+    expect_eq "$(awk '$1 > 0 { print $2 }' <<<"$drains" | sort -u)" clean "how the drains with streams ended"
+    expect_eq "$(awk '{ print $2 }' <<<"$drains" | sort -u)" clean "how every drain of the test ended"
+    # How long a reload takes with the streams against one without is a
+    # figure (recorded above), not asserted: on two cores shared with the
+    # test's own clients, one reload under the load takes 0.4 to 2 s either
+    # way, and the 500 clients' reconnections (TLS in Python) compete with
+    # the next instance's start; a median ratio of 1.2-1.6 here rose to 2.5
+    # with two busy loops beside it, all else passing.
+    record streams_reload_ratio "median with / median without: $(awk -v a="$with" -v b="$without" 'BEGIN { printf "%.2f", a / b }')"
 }
 
 # The site's proxy_read_timeout values live in these (the conffiles under
