@@ -8,7 +8,7 @@
 //! (`job`, `instance`), so the labels never clash with the target's.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
@@ -37,6 +37,13 @@ impl Route {
             Route::Matched(m) => m.as_str(),
             Route::Unmatched => Route::UNMATCHED,
         }
+    }
+
+    /// The same label as `other`: the same pattern. axum hands every request
+    /// of a route the same shared pattern, so the pointers usually decide.
+    fn same(&self, other: &str) -> bool {
+        let mine = self.as_str();
+        std::ptr::eq(mine, other) || mine == other
     }
 }
 
@@ -120,11 +127,27 @@ impl StreamMetrics {
     }
 }
 
+/// One (route, status)'s series: handles to the families' own metrics.
+struct Series {
+    route: Route,
+    status: u16,
+    requests: Counter,
+    latency: Histogram,
+}
+
+/// The series requests have used, found by a scan instead of two hashed
+/// family lookups per request (`Family::get_or_create` hashes the labels
+/// with SipHash under a lock, for each family). Bounded: past `SERIES_CACHED`
+/// pairs (a service with many routes or odd statuses) the rest go through
+/// the families as before.
+const SERIES_CACHED: usize = 64;
+
 /// All metrics of one instance.
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    series: RwLock<Vec<Series>>,
     pub connections: Gauge,
     /// Requests being handled now (read by `corepool front drain`).
     pub in_flight: Gauge,
@@ -185,14 +208,41 @@ impl Metrics {
         ] {
             p.register(format!("jobs_{outcome}"), format!("Pool jobs {outcome}"), c.clone());
         }
-        Metrics { registry: root, requests, latency, connections, in_flight, refused, streams, total: Arc::new(AtomicU64::new(0)) }
+        Metrics {
+            registry: root,
+            requests,
+            latency,
+            series: RwLock::new(Vec::new()),
+            connections,
+            in_flight,
+            refused,
+            streams,
+            total: Arc::new(AtomicU64::new(0)),
+        }
     }
 
     /// Records one finished request.
     pub fn observe(&self, route: Route, status: u16, elapsed: Duration) {
         self.total.fetch_add(1, Ordering::Relaxed);
-        self.latency.get_or_create(&RouteLabels { route: route.clone() }).observe(elapsed.as_secs_f64());
-        self.requests.get_or_create(&RequestLabels { route, status }).inc();
+        let seconds = elapsed.as_secs_f64();
+        let found = |list: &[Series]| list.iter().position(|c| c.status == status && c.route.same(route.as_str()));
+        // (A poisoned lock only means a panic elsewhere mid-push: the list is whole.)
+        {
+            let list = self.series.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(k) = found(&list) {
+                list[k].requests.inc();
+                list[k].latency.observe(seconds);
+                return;
+            }
+        }
+        let requests = self.requests.get_or_create(&RequestLabels { route: route.clone(), status }).clone();
+        let latency = self.latency.get_or_create(&RouteLabels { route: route.clone() }).clone();
+        requests.inc();
+        latency.observe(seconds);
+        let mut list = self.series.write().unwrap_or_else(|e| e.into_inner());
+        if list.len() < SERIES_CACHED && found(&list).is_none() {
+            list.push(Series { route, status, requests, latency });
+        }
     }
 
     /// Requests finished since start.
@@ -231,5 +281,26 @@ mod tests {
         assert!(text.contains("corepool_pool_queue_capacity 64") && text.contains("corepool_pool_threads 2"), "{text}");
         assert!(text.ends_with("# EOF\n"));
         assert_eq!(m.total_requests(), 3);
+    }
+
+    #[test]
+    fn series_past_the_cached_ones_are_counted_alike() {
+        let m = Metrics::new(&PoolStats::default(), 1, 1);
+        // Twice as many (route, status) pairs as are cached, each seen 1..=3 times.
+        let statuses: Vec<u16> = (0..2 * SERIES_CACHED as u16).map(|k| 200 + k).collect();
+        for (k, &status) in statuses.iter().enumerate() {
+            for _ in 0..=k % 3 {
+                m.observe(Route::Unmatched, status, Duration::from_millis(2));
+            }
+        }
+        assert_eq!(m.series.read().unwrap().len(), SERIES_CACHED);
+        let text = m.encode();
+        for (k, &status) in statuses.iter().enumerate() {
+            let line = format!("corepool_http_requests_total{{route=\"unmatched\",status=\"{status}\"}} {}\n", k % 3 + 1);
+            assert!(text.contains(&line), "{line}{text}");
+        }
+        // One latency series for the route, whatever the status.
+        let total: usize = (0..statuses.len()).map(|k| k % 3 + 1).sum();
+        assert!(text.contains(&format!("corepool_http_request_duration_seconds_count{{route=\"unmatched\"}} {total}\n")), "{text}");
     }
 }
