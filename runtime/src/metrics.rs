@@ -227,18 +227,23 @@ impl Metrics {
         let seconds = elapsed.as_secs_f64();
         let found = |list: &[Series]| list.iter().position(|c| c.status == status && c.route.same(route.as_str()));
         // (A poisoned lock only means a panic elsewhere mid-push: the list is whole.)
-        {
+        let full = {
             let list = self.series.read().unwrap_or_else(|e| e.into_inner());
             if let Some(k) = found(&list) {
                 list[k].requests.inc();
                 list[k].latency.observe(seconds);
                 return;
             }
-        }
+            list.len() >= SERIES_CACHED
+        };
         let requests = self.requests.get_or_create(&RequestLabels { route: route.clone(), status }).clone();
         let latency = self.latency.get_or_create(&RouteLabels { route: route.clone() }).clone();
         requests.inc();
         latency.observe(seconds);
+        if full {
+            // No write lock for what will not be kept.
+            return;
+        }
         let mut list = self.series.write().unwrap_or_else(|e| e.into_inner());
         if list.len() < SERIES_CACHED && found(&list).is_none() {
             list.push(Series { route, status, requests, latency });

@@ -34,7 +34,12 @@ BASE="$CACHE/bookworm-$BASE_KEY"
 STATE="$WORK/state"
 ct_pid() { cat "$STATE/$1.pid" 2>/dev/null || true; }
 
-log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
+# (Inside run_test, also appended to TEST_LOG: the failed test's own lines,
+# written before the test ends, for finish.)
+log() {
+    printf '%s %s\n' "$(date +%T)" "$*" >&2
+    if [[ -n ${TEST_LOG:-} ]]; then printf '%s %s\n' "$(date +%T)" "$*" >>"$TEST_LOG"; fi
+}
 die() { log "FATAL: $*"; exit 1; }
 
 # need_tools INSTALLER TOOL...: dies naming the first TOOL that is not on
@@ -331,16 +336,21 @@ run_test() {
     fi
     for ((k = 1; k <= times; k++)); do
         ((times == 1)) || log "--- run $k of $times"
-        local start=$SECONDS tlog="$WORK.test-stderr"
+        # Each run's own files: its log lines (written by log, in order) and
+        # all of its stderr (through tee, which is not waited for: a
+        # container booted by the test holds the pipe open long after). So
+        # a test must never use a bare `wait`: it would wait for that tee.
+        local start=$SECONDS tlog="$WORK/tests/$((PASSED + FAILED))"
+        mkdir -p "$WORK/tests"
+        rm -f "$tlog.log" "$tlog.stderr"
         # Not as an `if` condition: errexit is ignored there, even inside the subshell.
         local rc=0
         set +e
-        # Its stderr also goes to TLOG (through tee, which is not waited for:
-        # a container booted by the test may hold the pipe open long after).
         (
             set -euo pipefail
+            TEST_LOG=$tlog.log
             "$fn"
-        ) 2> >(tee "$tlog" >&2)
+        ) 2> >(tee "$tlog.stderr" >&2)
         rc=$?
         set -e
         if ((rc == 0)); then
@@ -350,8 +360,8 @@ run_test() {
             FAILED=$((FAILED + 1))
             FAILED_NAMES+=("$name")
             log "FAIL $name ($((SECONDS - start))s)"
-            sleep 0.2 # for tee to write what the test's last lines were
-            FAILED_TAILS+=("$(failure_tail "$tlog")")
+            sleep 0.2 # for tee to write the test's last lines of stderr
+            FAILED_TAILS+=("$(failure_tail "$tlog" || true)")
         fi
     done
 }
@@ -369,14 +379,14 @@ finish() {
     fi
 }
 
-# failure_tail FILE: what a failed test said last, for finish: its assertion
-# messages (up to 6) and its last 10 lines of stderr, each indented and cut
-# to 300 characters.
+# failure_tail FILES: what a failed test said last, for finish: its
+# assertion messages (up to 6, from FILES.log) and its last 10 lines of
+# stderr (FILES.stderr), each indented and cut to 300 characters.
 failure_tail() {
     {
-        grep -E 'assertion failed|FATAL' "$1" | tail -n 6
+        grep -aE 'assertion failed|FATAL' "$1.log" | tail -n 6
         echo '... its last lines:'
-        tail -n 10 "$1"
+        tail -n 10 "$1.stderr"
     } 2>/dev/null |
         cut -c1-300 | sed 's/^/  | /'
 }
