@@ -107,12 +107,18 @@ def worker(kind, k, args, out, lock, stop_at):
             out.flush()
 
 
-def main():
-    p = argparse.ArgumentParser()
+def add_target_args(p):
+    """The options load.py and streams.py share: the front to reach, the
+    name to send it, and how long to go on."""
     p.add_argument("--host", required=True)
     p.add_argument("--port", type=int, default=80)
     p.add_argument("--host-header", default="localhost")
     p.add_argument("--seconds", type=float, required=True)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    add_target_args(p)
     p.add_argument("--tag", required=True, help="request ids start with it (the seed)")
     p.add_argument("--out", required=True)
     args = p.parse_args()

@@ -35,7 +35,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "system"))
 import websockets.exceptions  # noqa: E402
-from streams_client import Counting, SseError, SseStream, close_code  # noqa: E402
+from load import add_target_args  # noqa: E402
+from streams_client import Counting, SseError, close_code, sse_request  # noqa: E402
 from websockets.legacy.client import connect  # noqa: E402
 
 # nginx tries a handshake on the next instance for up to
@@ -122,21 +123,7 @@ class Streams:
 
     async def sse_open(self):
         a = self.args
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(a.host, a.port), OPEN_TIMEOUT)
-        try:
-            writer.write(("GET /events?interval_ms=1000 HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n"
-                          "Cache-Control: no-cache\r\n\r\n" % a.host_header).encode())
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), OPEN_TIMEOUT)
-            lines = head.decode("latin-1").split("\r\n")
-            if lines[0].split(" ")[1:2] != ["200"]:
-                raise SseError("status %r" % lines[0])
-            headers = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:]) if v}
-            if headers.get("transfer-encoding", "").lower() != "chunked":
-                raise SseError("not chunked: a clean end cannot be told from a cut")
-            return SseStream(reader, writer, headers)
-        except BaseException:
-            writer.transport.abort()
-            raise
+        return await sse_request(a.host, a.port, a.host_header, "/events?interval_ms=1000", timeout=OPEN_TIMEOUT)
 
     async def sse_slot(self, slot):
         stopped = False
@@ -195,10 +182,7 @@ class Streams:
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--host", required=True)
-    p.add_argument("--port", type=int, default=80)
-    p.add_argument("--host-header", default="localhost")
-    p.add_argument("--seconds", type=float, required=True)
+    add_target_args(p)
     p.add_argument("--ws", type=int, default=4)
     p.add_argument("--sse", type=int, default=2)
     p.add_argument("--out", required=True)

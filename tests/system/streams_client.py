@@ -119,36 +119,44 @@ class Target:
             return await self._sse_open(path)
 
     async def _sse_open(self, path):
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(self.addr, self.port, ssl=self.tls, server_hostname=self.host),
-            OPEN_TIMEOUT,
+        return await sse_request(self.addr, self.port, self.host, path, tls=self.tls)
+
+
+async def sse_request(addr, port, host, path, tls=None, timeout=OPEN_TIMEOUT):
+    """An SSE request for PATH to ADDR:PORT, named HOST (the Host header, and
+    the TLS server name when TLS, an SSL context, is given; plain TCP
+    otherwise); returns an SseStream once the 200 head is read. Connecting
+    and reading the head are each bounded by TIMEOUT seconds."""
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(addr, port, ssl=tls, server_hostname=host if tls is not None else None),
+        timeout,
+    )
+    try:
+        # What a browser's EventSource sends.
+        writer.write(
+            (
+                f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n"
+                "Cache-Control: no-cache\r\nUser-Agent: corepool-streams-test\r\n\r\n"
+            ).encode()
         )
-        try:
-            # What a browser's EventSource sends.
-            writer.write(
-                (
-                    f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\nAccept: text/event-stream\r\n"
-                    "Cache-Control: no-cache\r\nUser-Agent: corepool-streams-test\r\n\r\n"
-                ).encode()
-            )
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), OPEN_TIMEOUT)
-            lines = head.decode("latin-1").split("\r\n")
-            status = lines[0].split(" ", 2)
-            headers = {}
-            for line in lines[1:]:
-                if ":" in line:
-                    k, v = line.split(":", 1)
-                    headers[k.strip().lower()] = v.strip()
-            if len(status) < 2 or status[1] != "200":
-                raise SseError(f"status {lines[0]!r}")
-            if not headers.get("content-type", "").startswith("text/event-stream"):
-                raise SseError(f"content-type {headers.get('content-type')!r}")
-            if headers.get("transfer-encoding", "").lower() != "chunked":
-                raise SseError(f"not chunked (headers {headers}): a clean end cannot be told from a cut")
-            return SseStream(reader, writer, headers)
-        except BaseException:
-            writer.transport.abort()
-            raise
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+        lines = head.decode("latin-1").split("\r\n")
+        status = lines[0].split(" ", 2)
+        headers = {}
+        for line in lines[1:]:
+            if ":" in line:
+                k, v = line.split(":", 1)
+                headers[k.strip().lower()] = v.strip()
+        if len(status) < 2 or status[1] != "200":
+            raise SseError(f"status {lines[0]!r}")
+        if not headers.get("content-type", "").startswith("text/event-stream"):
+            raise SseError(f"content-type {headers.get('content-type')!r}")
+        if headers.get("transfer-encoding", "").lower() != "chunked":
+            raise SseError(f"not chunked (headers {headers}): a clean end cannot be told from a cut")
+        return SseStream(reader, writer, headers)
+    except BaseException:
+        writer.transport.abort()
+        raise
 
 
 class SseError(Exception):
