@@ -13,10 +13,8 @@
 //! drain's `Connection: close`) is left off a 101.
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Instant;
 
 use axum::body::Body;
@@ -58,17 +56,6 @@ impl Drop for InFlight<'_> {
 fn handler_panicked(panic: &str, route: &str) -> Response {
     tracing::error!(panic = %panic, route = %route, "handler panicked");
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "handler failed unexpectedly").into_response()
-}
-
-/// Polls `fut`, turning a panic in it into `Err` (the handler's panic stays
-/// within its request).
-async fn catch_panic<F: Future>(fut: F) -> Result<F::Output, String> {
-    let mut fut = std::pin::pin!(fut);
-    std::future::poll_fn(|cx| match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
-        Ok(p) => p.map(Ok),
-        Err(payload) => Poll::Ready(Err(crate::pool::panic_message(payload.as_ref()))),
-    })
-    .await
 }
 
 /// True for an EventSource's request (`Accept: text/event-stream`).
@@ -118,7 +105,7 @@ where
     axum::extract::DefaultBodyLimit::disable().apply(&mut req);
     // Inline, not a function of its own: this future is the biggest part of
     // every request's, and each move of it is a copy.
-    let routed = scope::run(state.clone(), catch_panic(app.oneshot(req)));
+    let routed = scope::Routed::new(state.clone(), app.oneshot(req));
     let (routed, matched) = match &state.spans {
         None => routed.await,
         Some(rec) => {

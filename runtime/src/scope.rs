@@ -1,15 +1,23 @@
 //! What a request carries while the service's router handles it: the
 //! instance (for the [`crate::Ctx`] and [`crate::Settings`] extractors) and
-//! the route it matched (for the metrics and spans), in a task-local scope
-//! the server opens around each request.
+//! the route it matched (for the metrics and spans), in a scope the server
+//! opens around each request: [`Routed`], the router's future, polled in
+//! place with the scope set and a panic caught.
 //!
-//! A task-local instead of request and response extensions: nothing is
+//! A scope instead of request and response extensions: nothing is
 //! allocated per request, and the route is known even when its handler
 //! panics. Extractors run in the request's own task, so they always see it;
-//! a task a handler spawns does not (pass it the `Ctx` instead).
+//! a task a handler spawns does not (pass it the `Ctx` instead). It is what
+//! tokio's `task_local!` does (a thread-local set for each poll), in the same
+//! future as the panic guard: a request's future is the biggest part of its
+//! cost in copies, and each layer of futures around it moved it again. (One
+//! difference: a request abandoned mid-way has its future dropped without
+//! the scope set; nothing reads it in a destructor.)
 
 use std::cell::RefCell;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -23,24 +31,56 @@ pub(crate) struct Scope {
     pub(crate) route: RefCell<Option<MatchedPath>>,
 }
 
-tokio::task_local! {
-    static CURRENT: Scope;
+thread_local! {
+    /// The scope of the request being polled on this thread, if any.
+    static CURRENT: RefCell<Option<Scope>> = const { RefCell::new(None) };
 }
 
-/// Runs `fut` (the router's handling of one request) inside its scope; gives
-/// back its output and the route it matched.
-pub(crate) async fn run<F: Future>(state: Arc<State>, fut: F) -> (F::Output, Option<MatchedPath>) {
-    CURRENT
-        .scope(Scope { state, route: RefCell::new(None) }, async {
-            let out = fut.await;
-            (out, CURRENT.with(|s| s.route.borrow_mut().take()))
-        })
-        .await
+pin_project_lite::pin_project! {
+    /// The router's handling of one request (`fut`), run inside its scope:
+    /// gives back its output, or the message of a panic in it, and the route
+    /// it matched.
+    pub(crate) struct Routed<F> {
+        scope: Option<Scope>,
+        #[pin]
+        fut: F,
+    }
+}
+
+impl<F> Routed<F> {
+    pub(crate) fn new(state: Arc<State>, fut: F) -> Routed<F> {
+        Routed { scope: Some(Scope { state, route: RefCell::new(None) }), fut }
+    }
+}
+
+impl<F: Future> Future for Routed<F> {
+    type Output = (Result<F::Output, String>, Option<MatchedPath>);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let Some(scope) = this.scope.take() else {
+            panic!("a request's future polled after it finished");
+        };
+        // Set for this poll, the previous one (if any) put back after it,
+        // also when the handler panicked (caught here).
+        let previous = CURRENT.with(|c| c.replace(Some(scope)));
+        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| this.fut.as_mut().poll(cx)));
+        let scope = CURRENT.with(|c| c.replace(previous));
+        let route = |scope: Option<Scope>| scope.and_then(|s| s.route.into_inner());
+        match polled {
+            Ok(Poll::Pending) => {
+                *this.scope = scope;
+                Poll::Pending
+            }
+            Ok(Poll::Ready(out)) => Poll::Ready((Ok(out), route(scope))),
+            Err(payload) => Poll::Ready((Err(crate::pool::panic_message(payload.as_ref())), route(scope))),
+        }
+    }
 }
 
 /// The instance handling the current request, if the request is being served by corepool.
 pub(crate) fn state() -> Option<Arc<State>> {
-    CURRENT.try_with(|s| s.state.clone()).ok()
+    CURRENT.try_with(|c| c.borrow().as_ref().map(|s| s.state.clone())).ok().flatten()
 }
 
 /// A route layer: notes which route matched, then calls the route. Adds
@@ -73,7 +113,11 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> S::Future {
         if let Some(m) = req.extensions().get::<MatchedPath>() {
-            let _ = CURRENT.try_with(|s| *s.route.borrow_mut() = Some(m.clone()));
+            let _ = CURRENT.try_with(|c| {
+                if let Some(s) = c.borrow().as_ref() {
+                    *s.route.borrow_mut() = Some(m.clone());
+                }
+            });
         }
         self.0.call(req)
     }
