@@ -11,8 +11,9 @@
 //! tokio's `task_local!` does (a thread-local set for each poll), in the same
 //! future as the panic guard: a request's future is the biggest part of its
 //! cost in copies, and each layer of futures around it moved it again. (One
-//! difference: a request abandoned mid-way has its future dropped without
-//! the scope set; nothing reads it in a destructor.)
+//! difference: a future dropped unfinished, its request abandoned mid-way
+//! or its handler panicked, is dropped without the scope set, where
+//! tokio's scope was set during that drop; nothing reads it in a destructor.)
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -120,5 +121,59 @@ where
             });
         }
         self.0.call(req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a_state() -> Arc<State> {
+        let c = crate::testing::TestClient::new(crate::Service::new("scoped").router(axum::Router::new())).expect("a test instance");
+        c.state().clone()
+    }
+
+    fn poll_once<F: Future>(fut: Pin<&mut F>) -> Poll<F::Output> {
+        fut.poll(&mut Context::from_waker(std::task::Waker::noop()))
+    }
+
+    #[test]
+    fn the_scope_is_set_while_polled_and_put_back_after_a_panic_or_inside_another() {
+        let (outer, inner) = (a_state(), a_state());
+        assert!(state().is_none(), "no scope outside a request");
+        // A panicking request: its message, and no scope left behind.
+        let mut boom = std::pin::pin!(Routed::new(outer.clone(), async {
+            assert!(state().is_some());
+            panic!("handler bug")
+        }));
+        match poll_once(boom.as_mut()) {
+            Poll::Ready((Err(msg), None)) => assert!(msg.contains("handler bug"), "{msg}"),
+            other => panic!("expected the panic's message, got {:?}", other.map(|(r, _)| r.is_ok())),
+        }
+        assert!(state().is_none(), "the scope was put back after the panic");
+        // A request polled inside another's poll sees its own scope, and the
+        // outer one is back after it; a pending request keeps its scope for
+        // its next poll.
+        let seen = |s: &Arc<State>| state().is_some_and(|now| Arc::ptr_eq(&now, s));
+        let mut yielded = false;
+        let mut nested = std::pin::pin!(Routed::new(
+            outer.clone(),
+            std::future::poll_fn(|_| {
+                assert!(seen(&outer));
+                let mut inside = std::pin::pin!(Routed::new(inner.clone(), async { seen(&inner) }));
+                assert!(matches!(poll_once(inside.as_mut()), Poll::Ready((Ok(true), None))));
+                assert!(seen(&outer), "the outer scope is back after the inner request");
+                if yielded {
+                    Poll::Ready(7)
+                } else {
+                    yielded = true;
+                    Poll::Pending
+                }
+            })
+        ));
+        assert!(poll_once(nested.as_mut()).is_pending());
+        assert!(state().is_none());
+        assert!(matches!(poll_once(nested.as_mut()), Poll::Ready((Ok(7), None))));
+        assert!(state().is_none());
     }
 }
