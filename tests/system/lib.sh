@@ -310,9 +310,9 @@ PASSED=0
 FAILED=0
 SKIPPED=0
 FAILED_NAMES=()
-# Per failed test, the last lines it wrote to stderr (its assertion messages
-# among them): finish prints them after the names, at the very end of the
-# output, which is the part a CI log shows when it shows only its tail.
+# Per failed test, its assertion messages and last log lines: finish prints
+# them after the names, at the very end of the output, which is the part a
+# CI log shows when it shows only its tail.
 FAILED_TAILS=()
 RESULTS_FILE=${COREPOOL_TEST_RESULTS:-$WORK.results}
 
@@ -336,21 +336,20 @@ run_test() {
     fi
     for ((k = 1; k <= times; k++)); do
         ((times == 1)) || log "--- run $k of $times"
-        # Each run's own files: its log lines (written by log, in order) and
-        # all of its stderr (through tee, which is not waited for: a
-        # container booted by the test holds the pipe open long after). So
-        # a test must never use a bare `wait`: it would wait for that tee.
-        local start=$SECONDS tlog="$WORK/tests/$((PASSED + FAILED))"
+        # Each run's own file of its log lines (log writes them as they come;
+        # not the test's whole stderr through a tee: a process substitution
+        # would be a child of the test, and a test's bare `wait` waits for it).
+        local start=$SECONDS tlog="$WORK/tests/$((PASSED + FAILED)).log"
         mkdir -p "$WORK/tests"
-        rm -f "$tlog.log" "$tlog.stderr"
+        rm -f "$tlog"
         # Not as an `if` condition: errexit is ignored there, even inside the subshell.
         local rc=0
         set +e
         (
             set -euo pipefail
-            TEST_LOG=$tlog.log
+            TEST_LOG=$tlog
             "$fn"
-        ) 2> >(tee "$tlog.stderr" >&2)
+        )
         rc=$?
         set -e
         if ((rc == 0)); then
@@ -360,7 +359,6 @@ run_test() {
             FAILED=$((FAILED + 1))
             FAILED_NAMES+=("$name")
             log "FAIL $name ($((SECONDS - start))s)"
-            sleep 0.2 # for tee to write the test's last lines of stderr
             FAILED_TAILS+=("$(failure_tail "$tlog" || true)")
         fi
     done
@@ -379,14 +377,14 @@ finish() {
     fi
 }
 
-# failure_tail FILES: what a failed test said last, for finish: its
-# assertion messages (up to 6, from FILES.log) and its last 10 lines of
-# stderr (FILES.stderr), each indented and cut to 300 characters.
+# failure_tail LOG: what a failed test logged, for finish: its assertion
+# messages (up to 6) and its last 10 lines, each indented and cut to 300
+# characters.
 failure_tail() {
     {
-        grep -aE 'assertion failed|FATAL' "$1.log" | tail -n 6
+        grep -aE 'assertion failed|FATAL' "$1" | tail -n 6
         echo '... its last lines:'
-        tail -n 10 "$1.stderr"
+        tail -n 10 "$1"
     } 2>/dev/null |
         cut -c1-300 | sed 's/^/  | /'
 }
