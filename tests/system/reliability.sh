@@ -216,7 +216,9 @@ test_redbot_on_every_builtin_route() {
     redbot_install
     # Directly: a corepool on this host, the release binary the package holds.
     local port=$((20000 + RANDOM % 10000)) pid
-    "$(pwd)/target/release/corepool" serve --listen "127.0.0.1:$port" --set pin=false >"$WORK/redbot-direct.log" 2>&1 &
+    # In a clean environment: corepool reads COREPOOL_* variables as its
+    # settings, and this suite's own (COREPOOL_TEST_RESULTS, ...) are none.
+    env -i PATH="$PATH" "$(pwd)/target/release/corepool" serve --listen "127.0.0.1:$port" --set pin=false >"$WORK/redbot-direct.log" 2>&1 &
     pid=$!
     # Ready within 30 s (a contended machine starts it slowly), or the test
     # says so with the server's log, instead of REDbot's connection errors.
