@@ -348,6 +348,8 @@ run_test() {
         (
             set -euo pipefail
             TEST_LOG=$tlog
+            # A command that failed outside an assertion (errexit) is named too.
+            trap 'rc=$?; ((rc == 0)) || log "stopped: exit $rc at: $BASH_COMMAND"' EXIT
             "$fn"
         )
         rc=$?
@@ -378,13 +380,14 @@ finish() {
 }
 
 # failure_tail LOG: what a failed test logged, for finish: its assertion
-# messages (up to 6) and its last 10 lines, each indented and cut to 300
-# characters.
+# messages and the command it stopped at (up to 6), then its last 10 other
+# lines, each indented and cut to 300 characters.
 failure_tail() {
+    local stops='assertion failed|FATAL|stopped: exit'
     {
-        grep -aE 'assertion failed|FATAL' "$1" | tail -n 6
-        echo '... its last lines:'
-        tail -n 10 "$1"
+        grep -aE "$stops" "$1" | tail -n 6
+        echo '... its last other lines:'
+        grep -avE "$stops" "$1" | tail -n 10
     } 2>/dev/null |
         cut -c1-300 | sed 's/^/  | /'
 }
@@ -540,8 +543,9 @@ mixed_ok() {
     while read -r kind total failed _; do
         ((total > 0)) || fail "$2: no $kind request was sent"
         if [[ $failed != 0 ]]; then
-            # The rounds with failures: their status counts (000: no answer).
-            awk '$2 != 0' "$1.$kind" >&2
+            # The rounds with failures: their status counts (000: no answer)
+            # and the first failed request, logged (so in a failed test's tail).
+            awk '$2 != 0' "$1.$kind" | head -n 4 | while read -r round; do log "failed $kind round: $round"; done
             fail "$2: $failed of $total $kind requests failed"
         fi
     done <"$1.summary"
