@@ -31,6 +31,20 @@ const DEFAULT_CONNECTIONS: u64 = 512;
 /// limit is unknown: systemd's default soft `LimitNOFILE`.
 const DEFAULT_NOFILE: u64 = 1024;
 
+/// The running nginx's open-file limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Running {
+    /// Its master's soft limit: what a worker has without `worker_rlimit_nofile`.
+    pub soft: u64,
+    /// Its master's hard limit (None: unlimited), above which
+    /// `worker_rlimit_nofile` needs CAP_SYS_RESOURCE, which a container's
+    /// root often lacks (systemd-nspawn and Docker drop it): nginx then logs
+    /// `setrlimit(RLIMIT_NOFILE, N) failed` and its workers keep `soft`.
+    pub hard: Option<u64>,
+    /// What a worker really has (None: no worker seen).
+    pub worker: Option<u64>,
+}
+
 /// One setting as found: its value and the file that sets it (None: not
 /// set, nginx's default applies).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -229,8 +243,17 @@ pub struct Capacity {
     pub processes: u64,
     /// Effective worker connections.
     pub connections: u64,
-    /// Effective open files per worker.
+    /// Effective open files per worker: what a running worker has, else
+    /// what nginx.conf and nginx's own limit give it.
     pub nofile: u64,
+    /// `worker_rlimit_nofile` as set, when the running workers have fewer
+    /// (nginx could not raise them past its hard limit).
+    pub nofile_refused: Option<u64>,
+    /// nginx's hard limit on open files, where known.
+    pub hard: Option<u64>,
+    /// The hard limit nginx.service needs (`LimitNOFILE=`), when the one it
+    /// has keeps its workers below the connections wanted.
+    pub need_hard: Option<u64>,
     /// About how many proxied streams the workers hold.
     pub streams: u64,
     /// `worker_connections` for [`STREAMS_WANTED`]: set when too low, with the file that sets it.
@@ -247,16 +270,23 @@ pub struct Capacity {
 }
 
 impl Capacity {
-    /// `w` on a host with `cpus` CPUs whose nginx may open `inherited` files.
-    pub fn of(file: &Path, w: &Workers, cpus: u64, inherited: Option<u64>) -> Capacity {
+    /// `w` on a host with `cpus` CPUs whose nginx runs with the limits
+    /// `running` (None: not running).
+    pub fn of(file: &Path, w: &Workers, cpus: u64, running: Option<Running>) -> Capacity {
         let processes = w.processes(cpus);
         let connections = w.connections();
-        let nofile = w.nofile(inherited);
+        let configured = w.nofile(running.map(|r| r.soft));
+        let nofile = running.and_then(|r| r.worker).unwrap_or(configured);
+        let nofile_refused = (w.rlimit_nofile.is_some() && nofile < configured).then_some(configured);
         let streams = processes * connections.min(nofile) / 2;
         // Two connections a stream, spread over the workers; a power of two.
         let want = (2 * STREAMS_WANTED).div_ceil(processes).next_power_of_two().max(1024);
-        // Room for the connections and the files a worker has besides (logs, cache, listeners).
-        let want_nofile = (4 * want).max(65536);
+        // Room for the connections and the files a worker has besides (logs,
+        // cache, listeners); no more than nginx's hard limit, which it may
+        // not be allowed to exceed.
+        let room = (4 * want).max(65536);
+        let hard = running.and_then(|r| r.hard);
+        let want_nofile = hard.map_or(room, |h| room.min(h));
         let enough = streams >= STREAMS_WANTED;
         let file_of = |s: &Option<Setting>| s.as_ref().map(|s| s.file.clone());
         Capacity {
@@ -264,6 +294,9 @@ impl Capacity {
             processes,
             connections,
             nofile,
+            nofile_refused,
+            hard,
+            need_hard: (!enough && want_nofile < want + 1024).then_some(room),
             streams,
             need_connections: (!enough && connections < want).then(|| (want, file_of(&w.connections))),
             need_nofile: (!enough && nofile < want).then(|| (want_nofile, file_of(&w.rlimit_nofile))),
@@ -299,8 +332,18 @@ impl Capacity {
             s.push_str(&format!("  events {{ worker_connections {want}; }}  (now {}{})\n", self.connections, from(f)));
         }
         if let Some((want, f)) = &self.need_nofile {
-            let now = if self.nofile_set { self.nofile.to_string() } else { format!("unset: {} open files per worker", self.nofile) };
+            let now = match (self.nofile_refused, self.hard) {
+                (Some(set), Some(hard)) => {
+                    format!("{set}, but its workers run with {}: nginx may not raise them past its hard limit, {hard}, here", self.nofile)
+                }
+                (Some(set), None) => format!("{set}, but its workers run with {}", self.nofile),
+                _ if self.nofile_set => self.nofile.to_string(),
+                _ => format!("unset: {} open files per worker", self.nofile),
+            };
             s.push_str(&format!("  worker_rlimit_nofile {want};  (main context; now {now}{})\n", from(f)));
+        }
+        if let (Some(want), Some(hard)) = (self.need_hard, self.hard) {
+            s.push_str(&format!("  LimitNOFILE={want}  (nginx.service: `systemctl edit nginx`; its hard limit, {hard}, is below the connections)\n"));
         }
         if !self.shutdown_timeout_set {
             s.push_str(SHUTDOWN);
@@ -310,11 +353,21 @@ impl Capacity {
     }
 }
 
-/// The open-files limit of the running nginx (its master's soft limit), if it runs.
-pub fn running_nofile() -> Option<u64> {
+/// The running nginx's open-file limits, if it runs.
+pub fn running() -> Option<Running> {
     let pid = std::fs::read_to_string("/run/nginx.pid").ok()?.trim().parse::<u32>().ok()?;
+    let (soft, hard) = open_files(pid)?;
+    let worker = crate::nginx::worker_pids().into_iter().find_map(|w| open_files(w).map(|(soft, _)| soft));
+    Some(Running { soft, hard, worker })
+}
+
+/// A process's soft and hard limits on open files (hard None: unlimited).
+fn open_files(pid: u32) -> Option<(u64, Option<u64>)> {
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
-    limits.lines().find_map(|l| l.strip_prefix("Max open files")?.split_whitespace().next()?.parse().ok())
+    limits.lines().find_map(|l| {
+        let mut f = l.strip_prefix("Max open files")?.split_whitespace();
+        Some((f.next()?.parse().ok()?, f.next().and_then(|h| h.parse().ok())))
+    })
 }
 
 /// The warning for this host's nginx (`/etc/nginx/nginx.conf`), if it holds
@@ -322,7 +375,7 @@ pub fn running_nofile() -> Option<u64> {
 pub fn check() -> Option<String> {
     let cpus = corepool_runtime::affinity::allowed_cpus().len().max(1) as u64;
     let file = Path::new(NGINX_CONF);
-    Capacity::of(file, &Workers::read(file), cpus, running_nofile()).warning()
+    Capacity::of(file, &Workers::read(file), cpus, running()).warning()
 }
 
 #[cfg(test)]
@@ -333,6 +386,11 @@ mod tests {
     const DEBIAN: &str = "user www-data;\nworker_processes auto;\npid /run/nginx.pid;\nerror_log /var/log/nginx/error.log;\n\
         include /etc/nginx/modules-enabled/*.conf;\n\nevents {\n\tworker_connections 768;\n\t# multi_accept on;\n}\n\n\
         http {\n\tsendfile on;\n\tinclude /etc/nginx/conf.d/*.conf;\n\tinclude /etc/nginx/sites-enabled/*;\n}\n";
+
+    /// An nginx under systemd on a host: `soft` open files, systemd's hard 524288.
+    fn host(soft: u64) -> Option<Running> {
+        Some(Running { soft, hard: Some(524288), worker: None })
+    }
 
     fn conf(dir: &Path, text: &str) -> PathBuf {
         let p = dir.join("nginx.conf");
@@ -356,7 +414,7 @@ mod tests {
     fn debians_defaults_on_two_cores_warn_with_the_values_needed() {
         let d = tempfile::tempdir().unwrap();
         let p = conf(d.path(), DEBIAN);
-        let c = Capacity::of(&p, &Workers::read(&p), 2, Some(1024));
+        let c = Capacity::of(&p, &Workers::read(&p), 2, host(1024));
         assert_eq!(c.streams, 768);
         let w = c.warning().expect("a warning");
         assert!(w.contains("holds about 768 WebSocket/SSE streams") && w.contains(&format!("; for 10,000, set in {}:\n", p.display())), "{w}");
@@ -387,12 +445,37 @@ mod tests {
     fn the_open_files_limit_alone_can_be_what_is_too_low() {
         let d = tempfile::tempdir().unwrap();
         let p = conf(d.path(), &DEBIAN.replace("768", "16384"));
-        let c = Capacity::of(&p, &Workers::read(&p), 2, Some(1024));
+        let c = Capacity::of(&p, &Workers::read(&p), 2, host(1024));
         assert_eq!(c.streams, 1024);
         let w = c.warning().unwrap();
         assert!(!w.contains("worker_connections 16384; }") && w.contains("worker_rlimit_nofile 65536;"), "{w}");
         // A running nginx given more files by its unit holds more.
-        assert_eq!(Capacity::of(&p, &Workers::read(&p), 2, Some(524288)).streams, 16384);
+        assert_eq!(Capacity::of(&p, &Workers::read(&p), 2, host(524288)).streams, 16384);
+    }
+
+    #[test]
+    fn a_limit_nginx_could_not_raise_is_seen_and_the_advice_stays_under_its_hard_limit() {
+        // A container whose root lacks CAP_SYS_RESOURCE: hard limit 20000,
+        // worker_rlimit_nofile 65536 refused, the workers kept 1024.
+        let d = tempfile::tempdir().unwrap();
+        let p = conf(d.path(), &DEBIAN.replace("768", "16384").replace("pid /run", "worker_rlimit_nofile 65536;\nworker_shutdown_timeout 10s;\npid /run"));
+        let refused = Some(Running { soft: 1024, hard: Some(20000), worker: Some(1024) });
+        let c = Capacity::of(&p, &Workers::read(&p), 2, refused);
+        assert_eq!((c.nofile, c.streams, c.nofile_refused), (1024, 1024, Some(65536)));
+        let w = c.warning().expect("a warning");
+        assert!(w.contains("worker_rlimit_nofile 20000;  (main context; now 65536, but its workers run with 1024: nginx may not raise them past its hard limit, 20000, here"), "{w}");
+        assert!(!w.contains("LimitNOFILE") && !w.contains("worker_connections"), "{w}");
+        // Before anything was set, the advice already stays under the hard limit.
+        let p = conf(d.path(), DEBIAN);
+        let w = Capacity::of(&p, &Workers::read(&p), 2, Some(Running { soft: 1024, hard: Some(20000), worker: Some(1024) })).warning().unwrap();
+        assert!(w.contains("worker_connections 16384; }") && w.contains("worker_rlimit_nofile 20000;  (main context; now unset"), "{w}");
+        // Set so, the workers have it: nothing to say.
+        let p = conf(d.path(), &DEBIAN.replace("768", "16384").replace("pid /run", "worker_rlimit_nofile 20000;\nworker_shutdown_timeout 10s;\npid /run"));
+        let c = Capacity::of(&p, &Workers::read(&p), 2, Some(Running { soft: 1024, hard: Some(20000), worker: Some(20000) }));
+        assert_eq!((c.streams, c.warning()), (16384, None));
+        // A hard limit below the connections themselves: nginx.service's own limit is the advice.
+        let w = Capacity::of(&p, &Workers::read(&p), 2, Some(Running { soft: 1024, hard: Some(4096), worker: Some(4096) })).warning().unwrap();
+        assert!(w.contains("worker_rlimit_nofile 4096;") && w.contains("LimitNOFILE=65536  (nginx.service"), "{w}");
     }
 
     #[test]
