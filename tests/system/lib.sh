@@ -349,7 +349,8 @@ run_test() {
             set -euo pipefail
             TEST_LOG=$tlog
             # A command that failed outside an assertion (errexit) is named too.
-            trap 'rc=$?; ((rc == 0)) || log "stopped: exit $rc at: $BASH_COMMAND"' EXIT
+            ASSERTED=
+            trap 'rc=$?; ((rc == 0)) || [[ -n $ASSERTED ]] || log "stopped: exit $rc at: $BASH_COMMAND"' EXIT
             "$fn"
         )
         rc=$?
@@ -395,6 +396,7 @@ failure_tail() {
 # fail MESSAGE: fails the current test.
 fail() {
     log "assertion failed: $*"
+    ASSERTED=1
     return 1
 }
 
@@ -516,11 +518,16 @@ mixed_load() {
 # mixed_event NAME BASE OUT REPEAT CMD...: runs CMD REPEAT times (0.5 s
 # apart) during a mixed_load from NAME to BASE (curl arguments from the
 # MIXED_CURL array); prints "<kind> <total> <failed> <max_s>" for get, post
-# and heavy, and keeps them in OUT.summary.
+# and heavy, and keeps them in OUT.summary. Where MIXED_NGINX names the
+# container whose nginx BASE is, the length of its error log is kept in
+# OUT.nginx-from, so that mixed_ok can show what nginx logged meanwhile.
 mixed_event() {
     local name=$1 base=$2 out=$3 repeat=$4 k
     shift 4
-    rm -f "$out.stop" "$out.cmd"
+    rm -f "$out.stop" "$out.cmd" "$out.nginx-from"
+    if [[ -n ${MIXED_NGINX:-} ]]; then
+        on "$MIXED_NGINX" sh -c 'wc -l </var/log/nginx/error.log' >"$out.nginx-from" || rm -f "$out.nginx-from"
+    fi
     mixed_load "$name" "$out.stop" "$out" "$base" "${MIXED_CURL[@]}" &
     local l=$!
     sleep 0.5
@@ -546,9 +553,22 @@ mixed_ok() {
             # The rounds with failures: their status counts (000: no answer)
             # and the first failed request, logged (so in a failed test's tail).
             awk '$2 != 0' "$1.$kind" | head -n 4 | while read -r round; do log "failed $kind round: $round"; done
+            mixed_nginx_errors "$1"
             fail "$2: $failed of $total $kind requests failed"
         fi
     done <"$1.summary"
+}
+
+# mixed_nginx_errors OUT: logs the kinds of warning and error nginx wrote
+# during the mixed_event in OUT (at most 6 kinds, each with its count and
+# first line; see MIXED_NGINX), e.g. "768 worker_connections are not enough".
+mixed_nginx_errors() {
+    [[ -n ${MIXED_NGINX:-} && -s $1.nginx-from ]] || return 0
+    on "$MIXED_NGINX" tail -n +"$(($(cat "$1.nginx-from") + 1))" /var/log/nginx/error.log |
+        awk '/\[(warn|error|crit|alert|emerg)\]/ { k = $0; sub(/^[^]]*\] [0-9]+#[0-9]+: (\*[0-9]+ )?/, "", k); sub(/, client: .*/, "", k)
+                 if (!(k in n)) { order[++kinds] = k; first[k] = $0 } n[k]++ }
+             END { for (i = 1; i <= kinds && i <= 6; i++) print n[order[i]] " x " substr(first[order[i]], 1, 240) }' |
+        while read -r line; do log "nginx logged meanwhile: $line"; done
 }
 
 # ms_since START_NS: milliseconds since a `date +%s%N` reading.
