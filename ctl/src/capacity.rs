@@ -6,7 +6,10 @@
 //! A proxied stream takes two of a worker's `worker_connections` (the
 //! client's and the one to the instance) and two file descriptors, for as
 //! long as it is open; nginx stops accepting when a worker's connections
-//! are used up (`worker_connections are not enough`). So a host holds about
+//! are used up (`worker_connections are not enough`), and from 1/16 short of
+//! that it closes the worker's idle connections, and new ones still in their
+//! TLS handshake, to reuse them (`... reusing connections`, a warning: the
+//! system tests lost new HTTPS connections so). So a host holds about
 //! `worker_processes × min(worker_connections, open files per worker) / 2`
 //! streams. Debian's nginx.conf sets `worker_connections 768`, and without
 //! `worker_rlimit_nofile` a worker may open 1024 files (systemd's default
