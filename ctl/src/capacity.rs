@@ -7,9 +7,9 @@
 //! client's and the one to the instance) and two file descriptors, for as
 //! long as it is open; nginx stops accepting when a worker's connections
 //! are used up (`worker_connections are not enough`), and from 1/16 short of
-//! that it closes the worker's idle connections, and new ones still in their
-//! TLS handshake, to reuse them (`... reusing connections`, a warning: the
-//! system tests lost new HTTPS connections so). So a host holds about
+//! that it closes the worker's idle keep-alive connections, and new ones
+//! whose first bytes have not arrived yet, to reuse them (`... reusing
+//! connections`, a warning: the system tests lost new HTTPS connections so). So a host holds about
 //! `worker_processes × min(worker_connections, open files per worker) / 2`
 //! streams. Debian's nginx.conf sets `worker_connections 768`, and without
 //! `worker_rlimit_nofile` a worker may open 1024 files (systemd's default
@@ -289,8 +289,12 @@ impl Capacity {
         // not be allowed to exceed.
         let room = (4 * want).max(65536);
         let hard = running.and_then(|r| r.hard);
-        let want_nofile = hard.map_or(room, |h| room.min(h));
+        let capped = hard.map_or(room, |h| room.min(h));
         let enough = streams >= STREAMS_WANTED;
+        // A hard limit too low for the connections themselves is raised
+        // first (LimitNOFILE=, advised below); the workers then get `room`.
+        let need_hard = (!enough && capped < want + 1024).then_some(room);
+        let want_nofile = if need_hard.is_some() { room } else { capped };
         let file_of = |s: &Option<Setting>| s.as_ref().map(|s| s.file.clone());
         Capacity {
             file: file.to_path_buf(),
@@ -299,7 +303,7 @@ impl Capacity {
             nofile,
             nofile_refused,
             hard,
-            need_hard: (!enough && want_nofile < want + 1024).then_some(room),
+            need_hard,
             streams,
             need_connections: (!enough && connections < want).then(|| (want, file_of(&w.connections))),
             need_nofile: (!enough && nofile < want).then(|| (want_nofile, file_of(&w.rlimit_nofile))),
@@ -336,17 +340,19 @@ impl Capacity {
         }
         if let Some((want, f)) = &self.need_nofile {
             let now = match (self.nofile_refused, self.hard) {
-                (Some(set), Some(hard)) => {
+                (Some(set), Some(hard)) if set > hard => {
                     format!("{set}, but its workers run with {}: nginx may not raise them past its hard limit, {hard}, here", self.nofile)
                 }
-                (Some(set), None) => format!("{set}, but its workers run with {}", self.nofile),
+                (Some(set), _) => format!("{set}, but its workers run with {}: not reloaded since?", self.nofile),
                 _ if self.nofile_set => self.nofile.to_string(),
                 _ => format!("unset: {} open files per worker", self.nofile),
             };
             s.push_str(&format!("  worker_rlimit_nofile {want};  (main context; now {now}{})\n", from(f)));
         }
         if let (Some(want), Some(hard)) = (self.need_hard, self.hard) {
-            s.push_str(&format!("  LimitNOFILE={want}  (nginx.service: `systemctl edit nginx`; its hard limit, {hard}, is below the connections)\n"));
+            s.push_str(&format!(
+                "  LimitNOFILE={want}  (nginx.service: `systemctl edit nginx`; its hard limit, {hard}, leaves too few files for the connections)\n"
+            ));
         }
         if !self.shutdown_timeout_set {
             s.push_str(SHUTDOWN);
@@ -360,7 +366,16 @@ impl Capacity {
 pub fn running() -> Option<Running> {
     let pid = std::fs::read_to_string("/run/nginx.pid").ok()?.trim().parse::<u32>().ok()?;
     let (soft, hard) = open_files(pid)?;
-    let worker = crate::nginx::worker_pids().into_iter().find_map(|w| open_files(w).map(|(soft, _)| soft));
+    // A worker of the current generation: after a reload, the old ones
+    // ("is shutting down") keep the old limit for as long as their streams.
+    let current = |pid: &u32| {
+        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+            // nginx writes its title over its arguments, padded with NULs.
+            let title = c.split(|&b| b == 0).next().unwrap_or_default();
+            title.starts_with(b"nginx: worker process") && !title.ends_with(b"is shutting down")
+        })
+    };
+    let worker = crate::nginx::worker_pids().into_iter().filter(current).find_map(|w| open_files(w).map(|(soft, _)| soft));
     Some(Running { soft, hard, worker })
 }
 
@@ -478,7 +493,10 @@ mod tests {
         assert_eq!((c.streams, c.warning()), (16384, None));
         // A hard limit below the connections themselves: nginx.service's own limit is the advice.
         let w = Capacity::of(&p, &Workers::read(&p), 2, Some(Running { soft: 1024, hard: Some(4096), worker: Some(4096) })).warning().unwrap();
-        assert!(w.contains("worker_rlimit_nofile 4096;") && w.contains("LimitNOFILE=65536  (nginx.service"), "{w}");
+        assert!(w.contains("worker_rlimit_nofile 65536;") && w.contains("LimitNOFILE=65536  (nginx.service"), "{w}");
+        // Set, below the hard limit, but the workers do not have it yet: not blamed on the hard limit.
+        let w = Capacity::of(&p, &Workers::read(&p), 2, Some(Running { soft: 1024, hard: Some(524288), worker: Some(1024) })).warning().unwrap();
+        assert!(w.contains("now 20000, but its workers run with 1024: not reloaded since?") && !w.contains("hard limit"), "{w}");
     }
 
     #[test]
