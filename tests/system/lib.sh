@@ -40,7 +40,11 @@ log() {
     printf '%s %s\n' "$(date +%T)" "$*" >&2
     if [[ -n ${TEST_LOG:-} ]]; then printf '%s %s\n' "$(date +%T)" "$*" >>"$TEST_LOG"; fi
 }
-die() { log "FATAL: $*"; exit 1; }
+die() {
+    log "FATAL: $*"
+    ASSERTED=1 # (a test's EXIT trap need not name it again)
+    exit 1
+}
 
 # need_tools INSTALLER TOOL...: dies naming the first TOOL that is not on
 # PATH, and INSTALLER, the script that installs it (tests/run, bench/run).
@@ -552,7 +556,8 @@ mixed_ok() {
         if [[ $failed != 0 ]]; then
             # The rounds with failures: their status counts (000: no answer)
             # and the first failed request, logged (so in a failed test's tail).
-            awk '$2 != 0' "$1.$kind" | head -n 4 | while read -r round; do log "failed $kind round: $round"; done
+            # (awk stops itself: a head closing the pipe early would fail it, under pipefail.)
+            awk '$2 != 0 && ++n <= 4' "$1.$kind" | while read -r round; do log "failed $kind round: $round"; done
             mixed_nginx_errors "$1"
             fail "$2: $failed of $total $kind requests failed"
         fi
@@ -568,7 +573,7 @@ mixed_nginx_errors() {
         awk '/\[(warn|error|crit|alert|emerg)\]/ { k = $0; sub(/^[^]]*\] [0-9]+#[0-9]+: (\*[0-9]+ )?/, "", k); sub(/, client: .*/, "", k)
                  if (!(k in n)) { order[++kinds] = k; first[k] = $0 } n[k]++ }
              END { for (i = 1; i <= kinds && i <= 6; i++) print n[order[i]] " x " substr(first[order[i]], 1, 240) }' |
-        while read -r line; do log "nginx logged meanwhile: $line"; done
+        while read -r line; do log "nginx logged meanwhile: $line"; done || true
 }
 
 # ms_since START_NS: milliseconds since a `date +%s%N` reading.

@@ -42,17 +42,22 @@ test_nginx_set_for_streams() {
     nofile=$(sed -nE 's/^ +worker_rlimit_nofile ([0-9]+);.*/\1/p' <<<"$advice")
     shutdown=$(sed -nE 's/^ +worker_shutdown_timeout ([0-9]+s);.*/\1/p' <<<"$advice")
     [[ -n $conns && -n $nofile && -n $shutdown ]] || fail "nginx enable's advice lacks a setting: $advice"
-    ct_sh app "sed -i -E 's/^(\s*)worker_connections\s+[0-9]+;/\1worker_connections $conns;/' /etc/nginx/nginx.conf
-        sed -i '/^pid /a worker_rlimit_nofile $nofile;\nworker_shutdown_timeout $shutdown;' /etc/nginx/nginx.conf
-        sed -i -E 's|^(\s*error_log /var/log/nginx/error.log);|\1 warn;|' /etc/nginx/nginx.conf
+    # (Each edit replaces or adds its line, so the test can be repeated.)
+    ct app grep -Eq '^\s*error_log /var/log/nginx/error.log( warn)?;' /etc/nginx/nginx.conf || fail "nginx.conf has no error_log line to set to warn"
+    ct_sh app "f=/etc/nginx/nginx.conf
+        sed -i -E 's/^(\s*)worker_connections\s+[0-9]+;/\1worker_connections $conns;/' \$f
+        sed -i -E '/^(worker_rlimit_nofile|worker_shutdown_timeout) /d' \$f
+        sed -i '/^pid /a worker_rlimit_nofile $nofile;\nworker_shutdown_timeout $shutdown;' \$f
+        sed -i -E 's|^(\s*error_log /var/log/nginx/error.log);|\1 warn;|' \$f
         nginx -t -q && systemctl reload nginx"
     record nginx_set_for_streams "worker_connections $conns, worker_rlimit_nofile $nofile, worker_shutdown_timeout $shutdown"
     ct app corepool nginx enable >"$WORK/nginx-enable-after.txt"
     ! grep -q 'set in /etc/nginx/nginx.conf' "$WORK/nginx-enable-after.txt" || fail "nginx enable still advises: $(cat "$WORK/nginx-enable-after.txt")"
-    ! ct app corepool status | grep -q 'set in /etc/nginx/nginx.conf' || fail "status still advises on nginx.conf"
+    ct app corepool status >"$WORK/status-after.txt"
+    ! grep -q 'set in /etc/nginx/nginx.conf' "$WORK/status-after.txt" || fail "status still advises on nginx.conf: $(cat "$WORK/status-after.txt")"
     # The running workers have the limit (read by the master at the reload).
     local w
-    w=$(ct app pgrep -o -f "^nginx: worker")
+    w=$(ct app pgrep -n -f "^nginx: worker process *$")
     ct app grep -q "^Max open files *$nofile " "/proc/$w/limits" || fail "nginx's worker does not run with worker_rlimit_nofile $nofile"
 }
 
