@@ -9,7 +9,8 @@
 //! are used up (`worker_connections are not enough`), and from 1/16 short of
 //! that it closes the worker's idle keep-alive connections, and new ones
 //! whose first bytes have not arrived yet, to reuse them (`... reusing
-//! connections`, a warning: the system tests lost new HTTPS connections so). So a host holds about
+//! connections`, a warning: the system tests lost new HTTPS connections
+//! so). So a host holds about
 //! `worker_processes × min(worker_connections, open files per worker) / 2`
 //! streams. Debian's nginx.conf sets `worker_connections 768`, and without
 //! `worker_rlimit_nofile` a worker may open 1024 files (systemd's default
@@ -250,7 +251,8 @@ pub struct Capacity {
     /// what nginx.conf and nginx's own limit give it.
     pub nofile: u64,
     /// `worker_rlimit_nofile` as set, when the running workers have fewer
-    /// (nginx could not raise them past its hard limit).
+    /// (nginx could not raise them past its hard limit, or was not reloaded
+    /// since it was set).
     pub nofile_refused: Option<u64>,
     /// nginx's hard limit on open files, where known.
     pub hard: Option<u64>,
