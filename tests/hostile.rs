@@ -175,9 +175,11 @@ fn flooded_pool_answers_503_and_light_requests_stay_fast() {
     assert!(refused.len() >= 30, "most of a 10x flood is refused at once: {}", refused.len());
     assert!(refused.iter().all(|r| r.header("retry-after") == Some("1")));
     // Stated bound: one job takes over a second here; a loop that ran it would
-    // stall a light request that long. 100 ms leaves room for a loaded CI machine.
+    // stall a light request that long. 250 ms leaves room for a loaded CI
+    // machine (the p99 of 200 is the second-slowest: two stalls of a debug
+    // build beside the other tests' threads).
     assert_eq!(busy_after, 1.0, "the pool was still saturated while light requests ran");
-    assert!(p99 < Duration::from_millis(100), "light p99 {p99:?} while the pool was flooded");
+    assert!(p99 < Duration::from_millis(250), "light p99 {p99:?} while the pool was flooded");
     assert_eq!(s.get("/healthz").status, 200);
     assert_eq!(s.metric("corepool_pool_jobs_rejected_total"), refused.len() as f64);
 }

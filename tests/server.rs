@@ -5,7 +5,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use nix::sys::signal::Signal;
@@ -123,7 +123,9 @@ fn metrics_count_requests_and_jobs() {
 #[test]
 fn full_queue_gets_503_with_retry_after() {
     let s = Server::start(&["debug.endpoints=true", "pool.threads=1", "pool.queue=1", "pool.job_timeout=\"20s\""]);
-    let hold = s.spawn_http("POST /debug/wedge?ms=1500 HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+    // (Long enough for the steps below on a loaded machine: the queued job
+    // must still be waiting when the third request comes.)
+    let hold = s.spawn_http("POST /debug/wedge?ms=5000 HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
     s.until("pool busy", |s| s.get("/").json()["pool"]["busy"] == 1);
     let queued = s.spawn_http("GET /compute?n=10 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     s.until("one job queued", |s| s.get("/").json()["pool"]["queued"] == 1);
@@ -157,9 +159,10 @@ fn panicking_job_gets_500_and_pool_keeps_full_size() {
     assert_eq!(r.error(), "job failed unexpectedly");
     assert_eq!(s.post("/debug/panic", "").status, 500);
     assert_eq!(s.metric("corepool_pool_jobs_panicked_total"), 2.0);
-    // Both threads still take jobs at the same time.
+    // Both threads still take jobs at the same time (each long enough for
+    // the other to start beside it on a loaded machine).
     let holds: Vec<_> =
-        (0..2).map(|_| s.spawn_http("POST /debug/wedge?ms=800 HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")).collect();
+        (0..2).map(|_| s.spawn_http("POST /debug/wedge?ms=2000 HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")).collect();
     s.until("both threads busy", |s| s.get("/").json()["pool"]["busy"] == 2);
     for h in holds {
         assert_eq!(h.join().unwrap().status, 200);
@@ -206,8 +209,17 @@ fn drain_answers_an_idle_keep_alive_connection_once_more_then_closes_it() {
     assert_eq!(r.status, 200);
     assert_eq!(r.header("connection"), None, "keep-alive before the drain");
     s.signal(Signal::SIGTERM);
-    s.until("draining", |_| true);
-    std::thread::sleep(Duration::from_millis(300));
+    // The drain has begun once the instance says so (a fixed pause was too
+    // short for a loaded machine), plus a moment for the connection's task to
+    // see it.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let line = s.log.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("no 'draining' line after SIGTERM");
+        if line.contains(": draining ") {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(100));
     let body = b"abc";
     c.write_all(format!("POST /v1/hash HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes()).unwrap();
     c.write_all(body).unwrap();

@@ -214,6 +214,15 @@ fn read_close(s: &mut TcpStream) -> Option<u16> {
     }
 }
 
+/// `corepool_http_requests_in_flight`, counting the request that asks.
+fn in_flight(addr: SocketAddr) -> u64 {
+    metrics(addr)
+        .lines()
+        .find_map(|l| l.strip_prefix("corepool_http_requests_in_flight").filter(|r| r.starts_with([' ', '{'])))
+        .and_then(|r| r.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 fn metrics(addr: SocketAddr) -> String {
     let (head, mut s) = raw(addr, "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
@@ -424,8 +433,14 @@ fn oversized_frames_get_1009_and_garbage_1002_without_disturbing_others() {
     bytes.extend(frame(0x2, &[1; 1001]));
     s.write_all(&bytes).unwrap();
     assert_eq!(read_close(&mut s), Some(1009));
+    // The valid frame reaches the handler (its task may run after the close
+    // is read), then a moment in which a second count would show.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while COUNTED.load(std::sync::atomic::Ordering::SeqCst) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     std::thread::sleep(Duration::from_millis(100));
-    assert_eq!(COUNTED.load(std::sync::atomic::Ordering::SeqCst), 1, "the handler saw the refused frame");
+    assert_eq!(COUNTED.load(std::sync::atomic::Ordering::SeqCst), 1, "the handler saw the valid frame only");
 
     bystander.send(tungstenite::Message::text("unbothered")).unwrap();
     assert_eq!(bystander.read().unwrap(), tungstenite::Message::text("unbothered"));
@@ -454,7 +469,11 @@ fn the_instance_exits_promptly_when_a_handler_ignores_the_close() {
     // not the process's exit, must end the WebSocket.
     let addr = server.addr();
     let busy = std::thread::spawn(move || raw(addr, "GET /sleep HTTP/1.1\r\nHost: t\r\n\r\n").0);
-    std::thread::sleep(Duration::from_millis(100));
+    // In flight: /sleep and the /metrics request that asks.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while in_flight(addr) < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let t = Instant::now();
     server.shutdown();
     let mut sink = [0u8; 64];
