@@ -52,6 +52,8 @@ class Chat:
         self.dir = args.dir
         self.open = {}  # slot -> (ws, instance, opened_at)
         self.closes = collections.Counter()
+        # close code -> slot -> how many times that slot was closed with it
+        self.closes_by_slot = collections.defaultdict(collections.Counter)
         self.refused = collections.Counter()
         self.reconnects = 0
         self.gaps = 0
@@ -125,7 +127,9 @@ class Chat:
                     got.add(seq)
                     self.latency[batch].append((now - float(sent)) * 1000)
             except websockets.exceptions.ConnectionClosed as e:
-                self.closes[str(streams_client.close_code(e))] += 1
+                code = str(streams_client.close_code(e))
+                self.closes[code] += 1
+                self.closes_by_slot[code][str(slot)] += 1
             except Exception as e:
                 self.error(f"slot {slot} receiving: {e!r}")
                 ws.transport.abort()
@@ -185,6 +189,7 @@ class Chat:
             "open_by_instance": dict(by_instance),
             "batches": {k: self.batch_view(k) for k in self.batches},
             "closes": dict(self.closes),
+            "closes_by_slot": {c: dict(v) for c, v in self.closes_by_slot.items()},
             "refused": dict(self.refused),
             "reconnects": self.reconnects,
             "gaps": self.gaps,
