@@ -5,7 +5,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use nix::sys::signal::Signal;
@@ -212,13 +212,7 @@ fn drain_answers_an_idle_keep_alive_connection_once_more_then_closes_it() {
     // The drain has begun once the instance says so (a fixed pause was too
     // short for a loaded machine), plus a moment for the connection's task to
     // see it.
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let line = s.log.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("no 'draining' line after SIGTERM");
-        if line.contains(": draining ") {
-            break;
-        }
-    }
+    s.logged(": draining ");
     std::thread::sleep(Duration::from_millis(100));
     let body = b"abc";
     c.write_all(format!("POST /v1/hash HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes()).unwrap();

@@ -214,6 +214,15 @@ fn read_close(s: &mut TcpStream) -> Option<u16> {
     }
 }
 
+/// Waits until `done` holds, polling; fails the test after 10 s.
+fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// `corepool_http_requests_in_flight`, counting the request that asks.
 fn in_flight(addr: SocketAddr) -> u64 {
     metrics(addr)
@@ -435,10 +444,7 @@ fn oversized_frames_get_1009_and_garbage_1002_without_disturbing_others() {
     assert_eq!(read_close(&mut s), Some(1009));
     // The valid frame reaches the handler (its task may run after the close
     // is read), then a moment in which a second count would show.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while COUNTED.load(std::sync::atomic::Ordering::SeqCst) == 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    until("the valid frame counted", || COUNTED.load(std::sync::atomic::Ordering::SeqCst) > 0);
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(COUNTED.load(std::sync::atomic::Ordering::SeqCst), 1, "the handler saw the valid frame only");
 
@@ -470,10 +476,7 @@ fn the_instance_exits_promptly_when_a_handler_ignores_the_close() {
     let addr = server.addr();
     let busy = std::thread::spawn(move || raw(addr, "GET /sleep HTTP/1.1\r\nHost: t\r\n\r\n").0);
     // In flight: /sleep and the /metrics request that asks.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while in_flight(addr) < 2 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    until("/sleep in flight", || in_flight(addr) >= 2);
     let t = Instant::now();
     server.shutdown();
     let mut sink = [0u8; 64];

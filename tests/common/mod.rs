@@ -47,16 +47,14 @@ impl Server {
         cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("spawn corepool");
         let log = pipe_lines(child.stdout.take().unwrap());
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let line = log
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .unwrap_or_else(|_| panic!("corepool did not report serving; exit: {:?}", child.try_wait()));
-            if let Some(rest) = line.split("serving on ").nth(1) {
-                let addr = rest.split_whitespace().next().unwrap().to_string();
-                return Server { child, addr, log };
-            }
-        }
+        let line = line_containing(&log, "serving on ").unwrap_or_else(|| panic!("corepool did not report serving; exit: {:?}", child.try_wait()));
+        let addr = line.split("serving on ").nth(1).and_then(|rest| rest.split_whitespace().next()).unwrap().to_string();
+        Server { child, addr, log }
+    }
+
+    /// Waits (bounded) for the next log line containing `text`, skipping the others.
+    pub fn logged(&self, text: &str) -> String {
+        line_containing(&self.log, text).unwrap_or_else(|| panic!("timed out waiting for a log line containing {text:?}"))
     }
 
     pub fn pid(&self) -> i32 {
@@ -118,6 +116,17 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The next line from `log` containing `text`, within PATIENCE; None if none came.
+fn line_containing(log: &mpsc::Receiver<String>, text: &str) -> Option<String> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let line = log.recv_timeout(deadline.saturating_duration_since(Instant::now())).ok()?;
+        if line.contains(text) {
+            return Some(line);
+        }
     }
 }
 
